@@ -1,0 +1,58 @@
+from chalice import Chalice, NotFoundError, Response
+
+from chalicelib import factory, http_errors
+from chalicelib.local import runtime
+from chalicelib.validation import parse_list_query, parse_new_task
+
+app = Chalice(app_name="task-queue")
+
+# The seed's consumer: prefetch 5, concurrency 2.
+TASKS_QUEUE = "tasks"
+BATCH_SIZE = 5
+MAXIMUM_CONCURRENCY = 2
+
+
+@app.middleware("http")
+def problem_details(event, get_response):
+    return http_errors.as_problem(get_response(event))
+
+
+@app.route("/tasks", methods=["POST"])
+@http_errors.translated
+def create_task():
+    settings = factory.current_settings()
+    new = parse_new_task(app.current_request.raw_body, settings.max_body_bytes)
+    task = factory.service(settings).submit(new)
+    return Response(
+        body={"id": task.id, "status": task.status.value},
+        status_code=202,
+        headers={"Location": f"/tasks/{task.id}"},
+    )
+
+
+@app.route("/tasks", methods=["GET"])
+@http_errors.translated
+def list_tasks():
+    query = parse_list_query(app.current_request.query_params)
+    return factory.service().list(query).to_json()
+
+
+@app.route("/tasks/{task_id}", methods=["GET"])
+@http_errors.translated
+def get_task(task_id):
+    task = factory.service().get(task_id)
+    if task is None:
+        raise NotFoundError(f"no task with id {task_id}")
+    return task.to_json()
+
+
+@app.on_sqs_message(queue=TASKS_QUEUE, batch_size=BATCH_SIZE,
+                    maximum_concurrency=MAXIMUM_CONCURRENCY, name="process_tasks")
+def process_tasks(event):
+    failed = factory.worker().process_batch(
+        (record.to_dict()["messageId"], record.body) for record in event
+    )
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+runtime.start_if_serving_locally(app)

@@ -1,0 +1,83 @@
+"""The one place that chooses backends from settings.
+
+Everything is built on first use and cached per distinct `Settings`, so a
+process creates its clients and connections once, and tests that change the
+environment get backends that match it.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+from chalicelib import settings as settings_module
+from chalicelib.queue import TaskQueue
+from chalicelib.service import TaskService
+from chalicelib.settings import Settings
+from chalicelib.sqlite_db import Database
+from chalicelib.store import TaskStore
+from chalicelib.worker import Worker
+
+
+def current_settings() -> Settings:
+    return settings_module.from_environ()
+
+
+@functools.lru_cache(maxsize=None)
+def _sqlite(path: str, synchronous: str, migrations: tuple) -> Database:
+    db = Database(path, synchronous=synchronous)
+    db.migrate(migrations)
+    return db
+
+
+def tasks_db(settings: Settings) -> Database:
+    from chalicelib.store.sqlite import MIGRATIONS
+    return _sqlite(settings.db_path, settings.sqlite_synchronous, MIGRATIONS)
+
+
+def queue_db(settings: Settings) -> Database:
+    from chalicelib.queue.embedded import MIGRATIONS
+    return _sqlite(settings.queue_db_path, settings.sqlite_synchronous, MIGRATIONS)
+
+
+@functools.lru_cache(maxsize=None)
+def store(settings: Settings) -> TaskStore:
+    if settings.store == "sqlite":
+        from chalicelib.store.sqlite import SqliteTaskStore
+        return SqliteTaskStore(tasks_db(settings))
+    raise settings_module.ConfigurationError(f"the {settings.store} store is not available in this build")
+
+
+@functools.lru_cache(maxsize=None)
+def queue(settings: Settings) -> TaskQueue:
+    if settings.queue == "embedded":
+        from chalicelib.queue.embedded import EmbeddedQueue
+        return EmbeddedQueue(
+            queue_db(settings), settings.queue_name,
+            visibility_timeout=settings.visibility_timeout_seconds,
+            max_receive_count=settings.max_receive_count,
+        )
+    from chalicelib.queue.sqs import SqsTaskQueue
+    client = _aws_client("sqs")
+    url = settings.queue_url or client.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    return SqsTaskQueue(client, url)
+
+
+def _aws_client(service: str):
+    import boto3
+    return boto3.client(service)
+
+
+def service(settings: Optional[Settings] = None) -> TaskService:
+    settings = settings or current_settings()
+    return TaskService(store(settings), queue(settings))
+
+
+def worker(settings: Optional[Settings] = None) -> Worker:
+    settings = settings or current_settings()
+    return Worker(store(settings), work_delay_seconds=settings.work_delay_seconds)
+
+
+def reset() -> None:
+    """Forget every cached backend (tests, and after settings change in-process)."""
+    for cached in (_sqlite, store, queue):
+        cached.cache_clear()

@@ -1,0 +1,86 @@
+"""Delivers the embedded queue's messages to the app's SQS handler, as Lambda would.
+
+One thread per unit of `maximum_concurrency`; each receives up to `batch_size`
+messages under a visibility timeout, invokes the registered handler with a
+Lambda-shaped event and deletes the messages the handler did not report as
+failed. A handler that raises leaves the whole batch to reappear when its
+visibility timeout ends.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, List, Optional
+
+from chalice.local import LambdaContext
+
+from chalicelib import logs
+from chalicelib.local.sqs_event import build_event, failed_ids
+from chalicelib.queue.embedded import EmbeddedQueue
+
+Handler = Callable[[dict, Any], Any]
+
+
+class Dispatcher:
+    def __init__(self, queue: EmbeddedQueue, handler: Handler, function_name: str,
+                 batch_size: int = 1, concurrency: int = 1, idle_poll_seconds: float = 1.0) -> None:
+        self._queue = queue
+        self._handler = handler
+        self._function_name = function_name
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self._idle_poll = idle_poll_seconds
+        self._stopping = threading.Event()
+        self._threads: List[threading.Thread] = []
+
+    def start(self) -> None:
+        for number in range(self.concurrency):
+            thread = threading.Thread(target=self._run, name=f"sqs-dispatch-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if not self.deliver_one_batch():
+                    self._wait()
+            except Exception as exc:  # keep dispatching whatever one batch did
+                logs.problem("dispatcher error", error=f"{type(exc).__name__}: {exc}")
+                self._stopping.wait(self._idle_poll)
+
+    def _wait(self) -> None:
+        until_visible = self._queue.seconds_until_visible()
+        timeout = self._idle_poll if until_visible is None else min(self._idle_poll, until_visible)
+        self._queue.wait_for_arrival(timeout)
+
+    def deliver_one_batch(self) -> int:
+        """Receive and deliver one batch; how many messages it held."""
+        self._queue.expect_arrival()
+        batch = self._queue.receive(self.batch_size)
+        if not batch:
+            return 0
+        event = build_event(batch, self._queue.name)
+        context = LambdaContext(self._function_name, memory_size=128,
+                                max_runtime_ms=int(self._queue.visibility_timeout * 1000))
+        try:
+            response: Optional[Any] = self._handler(event, context)
+        except Exception as exc:
+            logs.problem("handler raised; batch will be delivered again",
+                         error=f"{type(exc).__name__}: {exc}", messages=len(batch))
+            return len(batch)
+        failed = failed_ids(response, batch)
+        for message in batch:
+            if message.message_id not in failed:
+                self._queue.delete(message.receipt_handle)
+        return len(batch)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Deliver batches in the calling thread until none is ready (tests, scripts)."""
+        deadline = time.monotonic() + timeout
+        while self.deliver_one_batch() and time.monotonic() < deadline:
+            pass

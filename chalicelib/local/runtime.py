@@ -1,0 +1,70 @@
+"""Runs the SQS handler inside `chalice local`, which by itself only serves routes.
+
+`chalice local`, `chalice package`, `chalice deploy` and the tests all import
+app.py; only the process that serves HTTP for `chalice local` starts the
+dispatcher. With autoreload that is the worker child, marked by the
+CHALICE_WORKER variable Chalice's reloader sets; without it, the process
+running the `local` command itself.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from chalice import Chalice
+from chalice.app import SQSEventConfig
+
+from chalicelib import factory, logs
+
+# The dispatcher (and chalice.local with it) is imported only where it runs,
+# keeping it out of a Lambda's cold start.
+_dispatcher = None
+
+
+def serving_locally() -> bool:
+    if not os.environ.get("AWS_CHALICE_CLI_MODE"):
+        return False  # a Lambda, a test or a script: not the chalice CLI
+    if os.environ.get("CHALICE_WORKER"):
+        return True
+    import click
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.info_name == "local" and ctx.params.get("autoreload") is False
+
+
+def sqs_source(app: Chalice, queue_name: str) -> Optional[SQSEventConfig]:
+    for source in app.event_sources:
+        if isinstance(source, SQSEventConfig) and source.queue == queue_name:
+            return source
+    return None
+
+
+def build_dispatcher(app: Chalice, settings=None):
+    """A Dispatcher for the app's handler of the configured embedded queue, or None."""
+    from chalicelib.local.dispatcher import Dispatcher
+
+    settings = settings or factory.current_settings()
+    if settings.queue != "embedded":
+        return None
+    source = sqs_source(app, settings.queue_name)
+    if source is None:
+        logs.problem("no @app.on_sqs_message handler for the queue", queue=settings.queue_name)
+        return None
+    factory.store(settings)  # applies pending migrations before the first request
+    return Dispatcher(
+        factory.queue(settings), app.handler_map[source.name], source.name,
+        batch_size=source.batch_size, concurrency=source.maximum_concurrency or 2,
+    )
+
+
+def start_if_serving_locally(app: Chalice) -> None:
+    global _dispatcher
+    if _dispatcher is not None or not serving_locally():
+        return
+    settings = factory.current_settings()
+    if not settings.dispatcher_enabled:
+        return
+    _dispatcher = build_dispatcher(app, settings)
+    if _dispatcher is not None:
+        _dispatcher.start()
+        logs.note("local queue dispatcher started", queue=settings.queue_name,
+                  batch_size=_dispatcher.batch_size, concurrency=_dispatcher.concurrency)

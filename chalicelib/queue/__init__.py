@@ -1,0 +1,3 @@
+from chalicelib.queue.base import PublishError, TaskQueue
+
+__all__ = ["PublishError", "TaskQueue"]

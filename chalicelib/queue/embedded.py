@@ -1,0 +1,147 @@
+"""A durable queue in a SQLite file with SQS's semantics, for running without AWS.
+
+Receiving leases messages for a visibility timeout and counts receives; a
+message received `max_receive_count` times and still not deleted moves to the
+dead-letter queue on the next receive, as an SQS redrive policy does. Only the
+latest receipt handle deletes a message, so a worker whose lease ran out cannot
+delete the copy another worker now holds.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from chalicelib.queue.base import PublishError, TaskQueue
+from chalicelib.sqlite_db import Database
+
+MIGRATIONS = (
+    (1, (
+        """CREATE TABLE IF NOT EXISTS messages (
+            id TEXT PRIMARY KEY,
+            queue TEXT NOT NULL,
+            body TEXT NOT NULL,
+            sent_at INTEGER NOT NULL,
+            visible_at INTEGER NOT NULL,
+            receive_count INTEGER NOT NULL DEFAULT 0,
+            first_received_at INTEGER,
+            receipt_handle TEXT UNIQUE
+        )""",
+        "CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, sent_at)",
+    )),
+)
+
+_MICROS = 1_000_000
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    message_id: str
+    body: str
+    receipt_handle: str
+    receive_count: int
+    sent_at_ms: int
+    first_received_at_ms: int
+
+
+def dead_letter_name(queue_name: str) -> str:
+    return f"{queue_name}-dlq"
+
+
+class EmbeddedQueue(TaskQueue):
+    def __init__(
+        self,
+        db: Database,
+        name: str,
+        visibility_timeout: float = 30.0,
+        max_receive_count: int = 5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self.name = name
+        self.visibility_timeout = visibility_timeout
+        self.max_receive_count = max_receive_count
+        self._clock = clock
+        self._arrived = threading.Event()
+
+    def _now(self) -> int:
+        return int(self._clock() * _MICROS)
+
+    def send(self, body: str) -> str:
+        message_id = str(uuid.uuid4())
+        now = self._now()
+        try:
+            self._db.execute(
+                "INSERT INTO messages (id, queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
+                (message_id, self.name, body, now, now),
+            )
+        except Exception as exc:  # any failure to persist is a failed publish
+            raise PublishError(f"the embedded queue could not store the message: {exc}") from exc
+        self._arrived.set()
+        return message_id
+
+    def receive(self, max_messages: int, visibility_timeout: Optional[float] = None) -> list:
+        timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
+        now = self._now()
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE messages SET queue = ?, visible_at = ?, receive_count = 0, receipt_handle = NULL "
+                "WHERE queue = ? AND visible_at <= ? AND receive_count >= ?",
+                (dead_letter_name(self.name), now, self.name, now, self.max_receive_count),
+            )
+            rows = conn.execute(
+                "SELECT id, body, receive_count, sent_at, first_received_at FROM messages "
+                "WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, sent_at LIMIT ?",
+                (self.name, now, max_messages),
+            ).fetchall()
+            received = []
+            for message_id, body, count, sent_at, first in rows:
+                handle = uuid.uuid4().hex
+                first = first or now
+                conn.execute(
+                    "UPDATE messages SET visible_at = ?, receive_count = ?, receipt_handle = ?, "
+                    "first_received_at = ? WHERE id = ?",
+                    (now + int(timeout * _MICROS), count + 1, handle, first, message_id),
+                )
+                received.append(ReceivedMessage(
+                    message_id, body, handle, count + 1, sent_at // 1000, first // 1000,
+                ))
+        return received
+
+    def delete(self, receipt_handle: str) -> bool:
+        return self._db.execute("DELETE FROM messages WHERE receipt_handle = ?", (receipt_handle,)) == 1
+
+    def change_visibility(self, receipt_handle: str, timeout: float) -> bool:
+        return self._db.execute(
+            "UPDATE messages SET visible_at = ? WHERE receipt_handle = ?",
+            (self._now() + int(timeout * _MICROS), receipt_handle),
+        ) == 1
+
+    def depth(self, queue_name: Optional[str] = None) -> int:
+        return self._db.query(
+            "SELECT COUNT(*) FROM messages WHERE queue = ?", (queue_name or self.name,)
+        )[0][0]
+
+    def seconds_until_visible(self) -> Optional[float]:
+        """How long until the next leased message can be received again; None if none is leased."""
+        row = self._db.query(
+            "SELECT MIN(visible_at) FROM messages WHERE queue = ? AND visible_at > ?",
+            (self.name, self._now()),
+        )[0][0]
+        return None if row is None else max(0.0, (row - self._now()) / _MICROS)
+
+    def expect_arrival(self) -> None:
+        """Call before a receive that may come back empty, then `wait_for_arrival`:
+        a message sent in between still wakes the waiter."""
+        self._arrived.clear()
+
+    def wait_for_arrival(self, timeout: float) -> None:
+        """Block until a message is sent in this process or `timeout` passes."""
+        self._arrived.wait(timeout)
+
+
+def md5_of(body: str) -> str:
+    return hashlib.md5(body.encode()).hexdigest()

@@ -1,0 +1,81 @@
+"""Configuration, read from the environment when it is used.
+
+`chalice local` and a deployed Lambda put a stage's `environment_variables`
+into the process environment; `chalice.test.Client` does so only during each
+call. So settings are built from `os.environ` at the moment of use, never at
+import, and everything built from them is cached per distinct `Settings`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+STORES = ("sqlite", "dynamodb")
+QUEUES = ("embedded", "sqs")
+
+
+class ConfigurationError(ValueError):
+    """A configuration variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: str = "sqlite"
+    queue: str = "embedded"
+    db_path: str = "data/tasks.db"
+    queue_db_path: str = "data/queue.db"
+    sqlite_synchronous: str = "FULL"
+    queue_url: Optional[str] = None
+    queue_name: str = "tasks"
+    table_name: str = "tasks"
+    work_delay_seconds: float = 0.1
+    max_body_bytes: int = 256 * 1024
+    visibility_timeout_seconds: float = 30.0
+    max_receive_count: int = 5
+    dispatcher_enabled: bool = True
+
+
+_VARIABLES = {
+    # variable: (field, parser)
+    "TASKS_STORE": ("store", str),
+    "TASKS_QUEUE": ("queue", str),
+    "TASKS_DB_PATH": ("db_path", str),
+    "TASKS_QUEUE_DB_PATH": ("queue_db_path", str),
+    "TASKS_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str.upper),
+    "TASKS_QUEUE_URL": ("queue_url", str),
+    "TASKS_QUEUE_NAME": ("queue_name", str),
+    "TASKS_TABLE_NAME": ("table_name", str),
+    "TASKS_WORK_DELAY_MS": ("work_delay_seconds", lambda v: float(v) / 1000),
+    "TASKS_MAX_BODY_BYTES": ("max_body_bytes", int),
+    "TASKS_VISIBILITY_TIMEOUT_S": ("visibility_timeout_seconds", float),
+    "TASKS_MAX_RECEIVE_COUNT": ("max_receive_count", int),
+    "TASKS_LOCAL_DISPATCHER": ("dispatcher_enabled", lambda v: v.lower() in ("1", "true", "yes", "on")),
+}
+
+
+def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values = {}
+    for variable, (name, parse) in _VARIABLES.items():
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = parse(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"{variable}={raw!r} is not valid: {exc}") from exc
+    settings = Settings(**values)
+    if settings.store not in STORES:
+        raise ConfigurationError(f"TASKS_STORE must be one of {', '.join(STORES)}")
+    if settings.queue not in QUEUES:
+        raise ConfigurationError(f"TASKS_QUEUE must be one of {', '.join(QUEUES)}")
+    if settings.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigurationError("TASKS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+    return settings
+
+
+def variables() -> dict:
+    """Variable name -> default value, for documentation and tests."""
+    defaults = Settings()
+    return {variable: getattr(defaults, name) for variable, (name, _) in _VARIABLES.items()}

@@ -1,0 +1,3 @@
+from chalicelib.store.base import InvalidCursor, StoreError, TaskStore
+
+__all__ = ["InvalidCursor", "StoreError", "TaskStore"]

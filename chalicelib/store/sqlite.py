@@ -1,0 +1,114 @@
+"""Tasks in one SQLite file."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Optional, Tuple
+
+from chalicelib.sqlite_db import Database
+from chalicelib.store.base import TaskStore
+from chalicelib.tasks import Status, Task, from_micros, to_micros
+
+# Version 1 is the seed's table, widened to the task's fields. Times are
+# microseconds since the epoch so that they sort and compare as integers.
+MIGRATIONS = (
+    (1, (
+        """CREATE TABLE IF NOT EXISTS tasks (
+            id TEXT PRIMARY KEY,
+            action TEXT NOT NULL,
+            data TEXT NOT NULL,
+            status TEXT NOT NULL,
+            result TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,
+            started_at INTEGER,
+            finished_at INTEGER
+        )""",
+        "CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (created_at DESC, id DESC)",
+        "CREATE INDEX IF NOT EXISTS tasks_by_status_time ON tasks (status, created_at DESC, id DESC)",
+    )),
+)
+
+_COLUMNS = "id, action, data, status, result, error, attempts, created_at, started_at, finished_at"
+_TIME_FIELDS = ("started_at", "finished_at")
+_JSON_FIELDS = ("result",)
+
+
+def _row_to_task(row: tuple) -> Task:
+    return Task(
+        id=row[0],
+        action=row[1],
+        data=json.loads(row[2]),
+        status=Status(row[3]),
+        result=None if row[4] is None else json.loads(row[4]),
+        error=row[5],
+        attempts=row[6],
+        created_at=from_micros(row[7]),
+        started_at=from_micros(row[8]),
+        finished_at=from_micros(row[9]),
+    )
+
+
+def _column_value(name: str, value):
+    if name in _TIME_FIELDS:
+        return None if value is None else to_micros(value)
+    if name in _JSON_FIELDS:
+        return None if value is None else json.dumps(value)
+    return value
+
+
+class SqliteTaskStore(TaskStore):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def insert(self, task: Task) -> None:
+        self._db.execute(
+            f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task.id, task.action, json.dumps(task.data), task.status.value,
+                _column_value("result", task.result), task.error, task.attempts,
+                to_micros(task.created_at), _column_value("started_at", task.started_at),
+                _column_value("finished_at", task.finished_at),
+            ),
+        )
+
+    def get(self, task_id: str) -> Optional[Task]:
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return _row_to_task(rows[0]) if rows else None
+
+    def delete(self, task_id: str) -> None:
+        self._db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]) -> list:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.value)
+        if after is not None:
+            where.append("(created_at, id) < (?, ?)")
+            params.extend((to_micros(after[0]), after[1]))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.query(
+            f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_row_to_task(row) for row in rows]
+
+    def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts):
+        assignments = ["status = ?"] + [f"{name} = ?" for name in fields]
+        params = [to.value] + [_column_value(name, value) for name, value in fields.items()]
+        if increment_attempts:
+            assignments.append("attempts = attempts + 1")
+        sources = sorted(status.value for status in frm)
+        condition = f"id = ? AND status IN ({', '.join('?' * len(sources))})"
+        params += [task_id, *sources]
+        if expect_attempts is not None:
+            condition += " AND attempts = ?"
+            params.append(expect_attempts)
+        with self._db.connection() as conn:
+            row = conn.execute(
+                f"UPDATE tasks SET {', '.join(assignments)} WHERE {condition} RETURNING {_COLUMNS}",
+                params,
+            ).fetchall()  # run to completion so the autocommit ends here
+        return _row_to_task(row[0]) if row else None

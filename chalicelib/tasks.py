@@ -1,0 +1,124 @@
+"""The task record, its statuses and the transitions between them."""
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+
+class Status(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Status.COMPLETED, Status.FAILED)
+
+
+# Which states each state may be entered from. RUNNING -> RUNNING is a new
+# attempt after a redelivery: the worker that held the task died or lost its
+# message, and the attempt number tells the two apart.
+_SOURCES = {
+    Status.QUEUED: frozenset(),
+    Status.RUNNING: frozenset({Status.QUEUED, Status.RUNNING}),
+    Status.COMPLETED: frozenset({Status.RUNNING}),
+    Status.FAILED: frozenset({Status.RUNNING}),
+}
+
+
+class IllegalTransition(ValueError):
+    """A state change the task lifecycle does not allow."""
+
+
+def sources_of(to: Status) -> frozenset:
+    """The statuses a task may be in to move to `to`."""
+    return _SOURCES[to]
+
+
+def check_transition(frm: Status, to: Status) -> None:
+    if frm not in _SOURCES[to]:
+        raise IllegalTransition(f"a {frm.value} task cannot become {to.value}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(moment: Optional[datetime]) -> Optional[str]:
+    """RFC 3339 in UTC with microseconds, e.g. 2026-11-23T04:02:11.123456Z."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: Optional[int]) -> Optional[datetime]:
+    if micros is None:
+        return None
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    action: str
+    data: dict
+    status: Status
+    created_at: datetime
+    attempts: int = 0
+    result: Any = None
+    error: Optional[str] = None
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+
+    @classmethod
+    def new(cls, action: str, data: dict, now: Optional[datetime] = None) -> "Task":
+        return cls(
+            id=str(uuid.uuid4()),
+            action=action,
+            data=data,
+            status=Status.QUEUED,
+            created_at=now or utcnow(),
+        )
+
+    def moved_to(self, to: Status, **fields: Any) -> "Task":
+        check_transition(self.status, to)
+        return replace(self, status=to, **fields)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "action": self.action,
+            "data": self.data,
+            "status": self.status.value,
+            "result": self.result,
+            "error": self.error,
+            "attempts": self.attempts,
+            "created_at": format_time(self.created_at),
+            "started_at": format_time(self.started_at),
+            "finished_at": format_time(self.finished_at),
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    tasks: list = field(default_factory=list)
+    next_cursor: Optional[str] = None
+
+    def to_json(self) -> dict:
+        return {
+            "tasks": [task.to_json() for task in self.tasks],
+            "count": len(self.tasks),
+            "next_cursor": self.next_cursor,
+        }

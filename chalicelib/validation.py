@@ -1,0 +1,91 @@
+"""Turning request input into values the service accepts, or a sentence saying what to fix."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from chalicelib.tasks import Status
+
+MAX_ACTION_LENGTH = 200
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+class InvalidInput(ValueError):
+    """Input a client sent that the service cannot accept; the message says what to fix."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class NewTask:
+    action: str
+    data: dict
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    status: Optional[Status]
+    limit: int
+    cursor: Optional[str]
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is too large")
+    return value
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_new_task(raw_body: bytes, max_bytes: int) -> NewTask:
+    if len(raw_body) > max_bytes:
+        raise InvalidInput(f"request body is {len(raw_body)} bytes; the limit is {max_bytes} bytes", 413)
+    try:
+        body = json.loads(raw_body or b"", parse_float=_finite, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"invalid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput('action required: send a JSON object such as {"action": "uppercase", "data": {"text": "hi"}}')
+    action = body.get("action")
+    if action is None:
+        raise InvalidInput("action required: add an \"action\" string to the body")
+    if not isinstance(action, str) or not action.strip():
+        raise InvalidInput("action required: \"action\" must be a non-empty string")
+    if len(action) > MAX_ACTION_LENGTH:
+        raise InvalidInput(f"action is longer than {MAX_ACTION_LENGTH} characters")
+    data = body.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InvalidInput("data must be a JSON object, for example {\"text\": \"hello\"}")
+    return NewTask(action=action, data=data)
+
+
+def parse_list_query(params: Optional[Mapping[str, str]]) -> ListQuery:
+    params = params or {}
+    status = params.get("status")
+    if status is not None:
+        try:
+            status = Status(status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in Status)
+            raise InvalidInput(f"status must be one of {allowed}; got {status!r}") from None
+    raw_limit = params.get("limit")
+    limit = DEFAULT_LIMIT
+    if raw_limit is not None:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIMIT or not raw_limit.strip().isdigit():
+            raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw_limit!r}")
+    cursor = params.get("cursor") or None
+    return ListQuery(status=status, limit=limit, cursor=cursor)
