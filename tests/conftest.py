@@ -1,0 +1,61 @@
+import json
+import os
+from pathlib import Path
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib import factory
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path, monkeypatch):
+    """Every test gets its own database files, no simulated work and no AWS credentials."""
+    for name in list(os.environ):
+        if name.startswith("TASKS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TASKS_DB_PATH", str(tmp_path / "tasks.db"))
+    monkeypatch.setenv("TASKS_QUEUE_DB_PATH", str(tmp_path / "queue.db"))
+    monkeypatch.setenv("TASKS_WORK_DELAY_MS", "0")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    factory.reset()
+    yield
+    factory.reset()
+
+
+@pytest.fixture
+def chalice_app():
+    from app import app
+    return app
+
+
+@pytest.fixture
+def client(chalice_app):
+    with Client(chalice_app, project_dir=str(PROJECT_DIR)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def sqs_queue(monkeypatch):
+    """A moto SQS queue configured as the tasks queue; yields the boto3 client and its URL."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="tasks")["QueueUrl"]
+        monkeypatch.setenv("TASKS_QUEUE", "sqs")
+        monkeypatch.setenv("TASKS_QUEUE_URL", url)
+        factory.reset()
+        yield sqs, url
+
+
+def post_task(client, body, content_type="application/json", headers=None):
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.http.post(
+        "/tasks", body=raw, headers={"Content-Type": content_type, **(headers or {})}
+    )

@@ -1,0 +1,65 @@
+import sqlite3
+import threading
+
+import pytest
+
+from chalicelib.sqlite_db import Database
+from chalicelib.store.sqlite import MIGRATIONS, SqliteTaskStore
+from chalicelib.tasks import Status, utcnow
+from tests.store_contract import StoreContract, make_task
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(str(tmp_path / "tasks.db"))
+    database.migrate(MIGRATIONS)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def store(db):
+    return SqliteTaskStore(db)
+
+
+class TestSqliteStore(StoreContract):
+    pass
+
+
+def test_listing_uses_the_indexes(db):
+    def plan(sql, params):
+        return " ".join(row[-1] for row in db.query("EXPLAIN QUERY PLAN " + sql, params))
+
+    newest = plan("SELECT id FROM tasks ORDER BY created_at DESC, id DESC LIMIT 100", ())
+    by_status = plan("SELECT id FROM tasks WHERE status = ? AND (created_at, id) < (?, ?) "
+                     "ORDER BY created_at DESC, id DESC LIMIT 100", ("queued", 1, "x"))
+    assert "tasks_by_time" in newest and "TEMP B-TREE" not in newest
+    assert "tasks_by_status_time" in by_status and "TEMP B-TREE" not in by_status
+
+
+def test_concurrent_writers_never_see_database_is_locked(store):
+    errors = []
+
+    def work():
+        try:
+            for _ in range(50):
+                task = make_task()
+                store.insert(task)
+                claimed = store.claim(task.id, utcnow())
+                store.finish(task.id, claimed.attempts, Status.COMPLETED, utcnow(), result={"output": 1})
+                store.list(limit=10)
+        except sqlite3.OperationalError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.list(Status.COMPLETED, limit=1000).tasks) == 400
+
+
+def test_wal_mode_and_busy_timeout_are_set(db):
+    assert db.query("PRAGMA journal_mode")[0][0] == "wal"
+    assert db.query("PRAGMA busy_timeout")[0][0] >= 5000
