@@ -1,0 +1,116 @@
+"""Starts and stops the real `chalice local` process for end-to-end tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CHALICE = Path(sys.executable).parent / "chalice"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(base_url: str, method: str, path: str, body=None, timeout: float = 10.0):
+    """(status, parsed JSON body) of one HTTP request."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    req = urllib.request.Request(base_url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+class LocalServer:
+    def __init__(self, data_dir: Path, env: dict | None = None, autoreload: bool = False) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "server.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TASKS_", "CHALICE_"))},
+            "TASKS_DB_PATH": str(data_dir / "tasks.db"),
+            "TASKS_QUEUE_DB_PATH": str(data_dir / "queue.db"),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.autoreload = autoreload
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "LocalServer":
+        command = [str(CHALICE), "local", "--host", "127.0.0.1", "--port", str(self.port)]
+        if not self.autoreload:
+            command.append("--no-autoreload")
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(command, cwd=PROJECT_DIR, env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"chalice local exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("chalice local did not start listening")
+
+    def kill(self) -> None:
+        """kill -9 the server and every process it started."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def call(self, method: str, path: str, body=None):
+        return request(self.base_url, method, path, body)
+
+    def log_lines(self) -> list:
+        lines = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            if raw.startswith("{"):
+                try:
+                    lines.append(json.loads(raw))
+                except ValueError:
+                    pass
+        return lines
+
+    def wait_until(self, predicate, timeout: float = 30.0, interval: float = 0.1):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        return predicate()
+
+    def all_tasks(self) -> list:
+        tasks, cursor = [], None
+        while True:
+            path = "/tasks?limit=1000" + (f"&cursor={cursor}" if cursor else "")
+            status, page = self.call("GET", path)
+            assert status == 200, page
+            tasks += page["tasks"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return tasks
