@@ -74,7 +74,7 @@ def service(settings: Optional[Settings] = None) -> TaskService:
 
 def worker(settings: Optional[Settings] = None) -> Worker:
     settings = settings or current_settings()
-    return Worker(store(settings), work_delay_seconds=settings.work_delay_seconds)
+    return Worker(store(settings), work_delay_seconds=settings.work_delay_ms / 1000)
 
 
 def reset() -> None:

@@ -29,7 +29,7 @@ class Settings:
     queue_url: Optional[str] = None
     queue_name: str = "tasks"
     table_name: str = "tasks"
-    work_delay_seconds: float = 0.1
+    work_delay_ms: float = 100.0
     max_body_bytes: int = 256 * 1024
     visibility_timeout_seconds: float = 30.0
     max_receive_count: int = 5
@@ -46,7 +46,7 @@ _VARIABLES = {
     "TASKS_QUEUE_URL": ("queue_url", str),
     "TASKS_QUEUE_NAME": ("queue_name", str),
     "TASKS_TABLE_NAME": ("table_name", str),
-    "TASKS_WORK_DELAY_MS": ("work_delay_seconds", lambda v: float(v) / 1000),
+    "TASKS_WORK_DELAY_MS": ("work_delay_ms", float),
     "TASKS_MAX_BODY_BYTES": ("max_body_bytes", int),
     "TASKS_VISIBILITY_TIMEOUT_S": ("visibility_timeout_seconds", float),
     "TASKS_MAX_RECEIVE_COUNT": ("max_receive_count", int),
@@ -72,6 +72,14 @@ def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:
         raise ConfigurationError(f"TASKS_QUEUE must be one of {', '.join(QUEUES)}")
     if settings.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ConfigurationError("TASKS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+    for variable, name, low in (
+        ("TASKS_WORK_DELAY_MS", "work_delay_ms", 0),
+        ("TASKS_MAX_BODY_BYTES", "max_body_bytes", 1),
+        ("TASKS_VISIBILITY_TIMEOUT_S", "visibility_timeout_seconds", 0),
+        ("TASKS_MAX_RECEIVE_COUNT", "max_receive_count", 1),
+    ):
+        if getattr(settings, name) < low:
+            raise ConfigurationError(f"{variable} must be at least {low}")
     return settings
 
 

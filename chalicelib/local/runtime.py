@@ -63,8 +63,25 @@ def start_if_serving_locally(app: Chalice) -> None:
     settings = factory.current_settings()
     if not settings.dispatcher_enabled:
         return
+    if os.environ.get("CHALICE_WORKER"):
+        _warn_if_watched(settings)
     _dispatcher = build_dispatcher(app, settings)
     if _dispatcher is not None:
         _dispatcher.start()
         logs.note("local queue dispatcher started", queue=settings.queue_name,
                   batch_size=_dispatcher.batch_size, concurrency=_dispatcher.concurrency)
+
+
+def _warn_if_watched(settings) -> None:
+    """Autoreload restarts the server when any file under the project changes,
+    and every write changes the SQLite files."""
+    project = os.path.realpath(os.getcwd())
+    watched = [path for path in (settings.db_path, settings.queue_db_path)
+               if os.path.realpath(path).startswith(project + os.sep)]
+    if watched:
+        logs.problem(
+            "autoreload restarts the server on every database write; run "
+            "`chalice local --no-autoreload` (python3 dev.py serve does) or set "
+            "TASKS_DB_PATH and TASKS_QUEUE_DB_PATH outside the project",
+            files=watched,
+        )

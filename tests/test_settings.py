@@ -1,0 +1,37 @@
+import pytest
+
+from chalicelib.settings import ConfigurationError, Settings, from_environ, variables
+from tests.conftest import PROJECT_DIR
+
+
+def test_defaults_run_fully_local():
+    settings = from_environ({})
+    assert settings == Settings()
+    assert (settings.store, settings.queue, settings.db_path) == ("sqlite", "embedded", "data/tasks.db")
+    assert settings.work_delay_ms == 100 and settings.max_body_bytes == 256 * 1024
+
+
+def test_variables_are_parsed():
+    settings = from_environ({"TASKS_WORK_DELAY_MS": "0", "TASKS_MAX_RECEIVE_COUNT": "9",
+                             "TASKS_SQLITE_SYNCHRONOUS": "normal", "TASKS_LOCAL_DISPATCHER": "off"})
+    assert settings.work_delay_ms == 0 and settings.max_receive_count == 9
+    assert settings.sqlite_synchronous == "NORMAL" and settings.dispatcher_enabled is False
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"TASKS_STORE": "postgres"}, "TASKS_STORE must be one of"),
+    ({"TASKS_QUEUE": "kafka"}, "TASKS_QUEUE must be one of"),
+    ({"TASKS_MAX_BODY_BYTES": "lots"}, "TASKS_MAX_BODY_BYTES='lots' is not valid"),
+    ({"TASKS_WORK_DELAY_MS": "-1"}, "TASKS_WORK_DELAY_MS must be at least 0"),
+    ({"TASKS_MAX_RECEIVE_COUNT": "0"}, "TASKS_MAX_RECEIVE_COUNT must be at least 1"),
+    ({"TASKS_SQLITE_SYNCHRONOUS": "sometimes"}, "TASKS_SQLITE_SYNCHRONOUS must be"),
+])
+def test_bad_values_say_which_variable_to_fix(environ, message):
+    with pytest.raises(ConfigurationError, match=message):
+        from_environ(environ)
+
+
+def test_readme_documents_every_variable():
+    readme = (PROJECT_DIR / "README.md").read_text()
+    missing = [name for name in variables() if f"`{name}`" not in readme]
+    assert missing == []
