@@ -44,7 +44,8 @@ def store(settings: Settings) -> TaskStore:
     if settings.store == "sqlite":
         from chalicelib.store.sqlite import SqliteTaskStore
         return SqliteTaskStore(tasks_db(settings))
-    raise settings_module.ConfigurationError(f"the {settings.store} store is not available in this build")
+    from chalicelib.store.dynamodb import DynamoTaskStore
+    return DynamoTaskStore(aws_client("dynamodb"), settings.table_name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,14 +58,20 @@ def queue(settings: Settings) -> TaskQueue:
             max_receive_count=settings.max_receive_count,
         )
     from chalicelib.queue.sqs import SqsTaskQueue
-    client = _aws_client("sqs")
+    client = aws_client("sqs")
     url = settings.queue_url or client.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
     return SqsTaskQueue(client, url)
 
 
-def _aws_client(service: str):
+@functools.lru_cache(maxsize=None)
+def aws_client(service: str):
+    """One client per service and process: a Lambda container creates each once."""
     import boto3
-    return boto3.client(service)
+    from botocore.config import Config
+
+    return boto3.client(service, config=Config(
+        connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3},
+    ))
 
 
 def service(settings: Optional[Settings] = None) -> TaskService:
@@ -79,5 +86,5 @@ def worker(settings: Optional[Settings] = None) -> Worker:
 
 def reset() -> None:
     """Forget every cached backend (tests, and after settings change in-process)."""
-    for cached in (_sqlite, store, queue):
+    for cached in (_sqlite, store, queue, aws_client):
         cached.cache_clear()

@@ -1,0 +1,201 @@
+"""Tasks in a DynamoDB table.
+
+Items are keyed by `id`. Two global secondary indexes serve the listings with
+Query, newest first, never Scan: `by_time` (one partition, `list_pk`, sorted by
+`sort_key` = zero-padded creation microseconds + id) and `by_status` (partition
+`status`, same sort key). Every state change is a conditional UpdateItem, so a
+redelivered message or a second worker cannot run a task twice or overwrite a
+final state. JSON fields are stored as strings: DynamoDB has no float type.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Optional, Tuple
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.store.base import StoreError, TaskStore
+from chalicelib.tasks import Status, Task, from_micros, to_micros
+
+LIST_PARTITION = "task"
+BY_TIME = "by_time"
+BY_STATUS = "by_status"
+
+# The table as the code needs it; the deployment template and the tests build it from this.
+TABLE_SCHEMA = {
+    "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+    "AttributeDefinitions": [
+        {"AttributeName": "id", "AttributeType": "S"},
+        {"AttributeName": "list_pk", "AttributeType": "S"},
+        {"AttributeName": "status", "AttributeType": "S"},
+        {"AttributeName": "sort_key", "AttributeType": "S"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": BY_TIME,
+            "KeySchema": [
+                {"AttributeName": "list_pk", "KeyType": "HASH"},
+                {"AttributeName": "sort_key", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            "IndexName": BY_STATUS,
+            "KeySchema": [
+                {"AttributeName": "status", "KeyType": "HASH"},
+                {"AttributeName": "sort_key", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+_TIME_FIELDS = ("created_at", "started_at", "finished_at")
+_JSON_FIELDS = ("data", "result")
+
+
+def sort_key(created_at: datetime, task_id: str) -> str:
+    return f"{to_micros(created_at):020d}#{task_id}"
+
+
+def _encode(name: str, value: Any) -> dict:
+    if name in _TIME_FIELDS:
+        return {"N": str(to_micros(value))}
+    if name in _JSON_FIELDS:
+        return {"S": json.dumps(value)}
+    if name == "attempts":
+        return {"N": str(value)}
+    if isinstance(value, Status):
+        return {"S": value.value}
+    return {"S": value}
+
+
+def _decode_item(item: dict) -> Task:
+    def number(name):
+        return int(item[name]["N"]) if name in item else None
+
+    return Task(
+        id=item["id"]["S"],
+        action=item["action"]["S"],
+        data=json.loads(item["data"]["S"]),
+        status=Status(item["status"]["S"]),
+        result=json.loads(item["result"]["S"]) if "result" in item else None,
+        error=item["error"]["S"] if "error" in item else None,
+        attempts=number("attempts"),
+        created_at=from_micros(number("created_at")),
+        started_at=from_micros(number("started_at")),
+        finished_at=from_micros(number("finished_at")),
+    )
+
+
+def _failed(operation: str, exc: Exception) -> StoreError:
+    return StoreError(f"DynamoDB {operation} failed: {exc}")
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class DynamoTaskStore(TaskStore):
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def insert(self, task: Task) -> None:
+        item = {
+            name: _encode(name, getattr(task, name))
+            for name in ("id", "action", "data", "status", "attempts", "created_at")
+        }
+        for name in ("result", "error", "started_at", "finished_at"):
+            if getattr(task, name) is not None:
+                item[name] = _encode(name, getattr(task, name))
+        item["list_pk"] = {"S": LIST_PARTITION}
+        item["sort_key"] = {"S": sort_key(task.created_at, task.id)}
+        try:
+            self._client.put_item(TableName=self._table, Item=item,
+                                  ConditionExpression="attribute_not_exists(id)")
+        except (BotoCoreError, ClientError) as exc:
+            raise _failed("PutItem", exc) from exc
+
+    def get(self, task_id: str) -> Optional[Task]:
+        try:
+            item = self._client.get_item(TableName=self._table, Key={"id": {"S": task_id}},
+                                         ConsistentRead=True).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise _failed("GetItem", exc) from exc
+        return _decode_item(item) if item else None
+
+    def delete(self, task_id: str) -> None:
+        try:
+            self._client.delete_item(TableName=self._table, Key={"id": {"S": task_id}})
+        except (BotoCoreError, ClientError) as exc:
+            raise _failed("DeleteItem", exc) from exc
+
+    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]) -> list:
+        if status is None:
+            index, condition = BY_TIME, "list_pk = :p"
+            values = {":p": {"S": LIST_PARTITION}}
+        else:
+            index, condition = BY_STATUS, "#status = :p"
+            values = {":p": {"S": status.value}}
+        if after is not None:
+            condition += " AND sort_key < :after"
+            values[":after"] = {"S": sort_key(*after)}
+        request = {
+            "TableName": self._table, "IndexName": index, "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values, "ScanIndexForward": False,
+        }
+        if status is not None:
+            request["ExpressionAttributeNames"] = {"#status": "status"}
+        tasks = []
+        try:
+            while len(tasks) < limit:
+                response = self._client.query(**request, Limit=limit - len(tasks))
+                tasks += [_decode_item(item) for item in response.get("Items", [])]
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        except (BotoCoreError, ClientError) as exc:
+            raise _failed("Query", exc) from exc
+        return tasks
+
+    def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts):
+        names = {"#status": "status"}
+        values = {":to": {"S": to.value}}
+        sets, removes = ["#status = :to"], []
+        for name, value in fields.items():
+            if value is None:
+                removes.append(f"#{name}")
+            else:
+                sets.append(f"#{name} = :{name}")
+                values[f":{name}"] = _encode(name, value)
+            names[f"#{name}"] = name
+        if increment_attempts:
+            sets.append("attempts = attempts + :one")
+            values[":one"] = {"N": "1"}
+        sources = sorted(status.value for status in frm)
+        placeholders = []
+        for number, source in enumerate(sources):
+            values[f":from{number}"] = {"S": source}
+            placeholders.append(f":from{number}")
+        condition = f"#status IN ({', '.join(placeholders)})"
+        if expect_attempts is not None:
+            condition += " AND attempts = :attempt"
+            values[":attempt"] = {"N": str(expect_attempts)}
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            response = self._client.update_item(
+                TableName=self._table, Key={"id": {"S": task_id}},
+                UpdateExpression=expression, ConditionExpression=condition,
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise _failed("UpdateItem", exc) from exc
+        except BotoCoreError as exc:
+            raise _failed("UpdateItem", exc) from exc
+        return _decode_item(response["Attributes"])

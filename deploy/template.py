@@ -1,0 +1,191 @@
+"""The CloudFormation merged into `chalice package`'s template for a cloud stage.
+
+Chalice packages the functions and the API; this adds what they run on: the
+tasks queue with its dead-letter queue, the DynamoDB table, least-privilege
+roles, log groups, partial batch responses on the worker, and API protection.
+Resource names are CloudFormation's; the functions get them as environment
+variables through Ref, so nothing is hard-coded.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Tuple
+
+from chalicelib.store.dynamodb import BY_STATUS, BY_TIME, TABLE_SCHEMA
+
+API_FUNCTION = "APIHandler"
+API_ROLE = "ApiHandlerRole"
+VISIBILITY_PER_TIMEOUT = 6  # AWS: queue visibility timeout at least 6x the function timeout
+AUTH_MODES = ("iam", "api_key", "none")
+# Chalice names the runtime after the local Python; Lambda no longer creates
+# python3.11 functions. The code needs only the standard library and boto3.
+LAMBDA_RUNTIME = "python3.13"
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def _arn(resource: str) -> dict:
+    return {"Fn::GetAtt": [resource, "Arn"]}
+
+
+def _log_statement(log_group: str) -> dict:
+    return {
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": _arn(log_group),
+    }
+
+
+def _role_policy(role: str, statements: list) -> dict:
+    return {"Properties": {"Policies": [{
+        "PolicyName": f"{role}Policy",
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+    }]}}
+
+
+def _function_name(suffix: str) -> dict:
+    return {"Fn::Sub": f"${{AWS::StackName}}-{suffix}"}
+
+
+def _log_group(suffix: str) -> dict:
+    return {
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {
+            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{suffix}"},
+            "RetentionInDays": 14,
+        },
+    }
+
+
+def _environment() -> dict:
+    return {"Environment": {"Variables": {
+        "TASKS_QUEUE_URL": {"Ref": "TasksQueue"},
+        "TASKS_TABLE_NAME": {"Ref": "TasksTable"},
+    }}}
+
+
+def _security(routes: Iterable[Tuple[str, str]], auth: str) -> Dict[str, Any]:
+    if auth == "none":
+        return {}
+    scheme = {
+        "iam": ("sigv4", {"type": "apiKey", "name": "Authorization", "in": "header",
+                          "x-amazon-apigateway-authtype": "awsSigv4"}),
+        "api_key": ("api_key", {"type": "apiKey", "name": "x-api-key", "in": "header"}),
+    }[auth]
+    paths: Dict[str, Any] = {}
+    for path, method in routes:
+        paths.setdefault(path, {})[method.lower()] = {"security": [{scheme[0]: []}]}
+    return {"securityDefinitions": {scheme[0]: scheme[1]}, "paths": paths}
+
+
+def _api_key_resources(api_stage: str) -> dict:
+    stage_resource = f"RestAPI{api_stage}Stage"
+    return {
+        "ApiKey": {
+            "Type": "AWS::ApiGateway::ApiKey",
+            "DependsOn": [stage_resource],
+            "Properties": {"Enabled": True, "Name": {"Fn::Sub": "${AWS::StackName}-key"}},
+        },
+        "UsagePlan": {
+            "Type": "AWS::ApiGateway::UsagePlan",
+            "DependsOn": [stage_resource],
+            "Properties": {
+                "ApiStages": [{"ApiId": {"Ref": "RestAPI"}, "Stage": api_stage}],
+                "Throttle": {"BurstLimit": 100, "RateLimit": 50},
+            },
+        },
+        "UsagePlanKey": {
+            "Type": "AWS::ApiGateway::UsagePlanKey",
+            "Properties": {"KeyId": {"Ref": "ApiKey"}, "KeyType": "API_KEY",
+                           "UsagePlanId": {"Ref": "UsagePlan"}},
+        },
+    }
+
+
+def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: str,
+                   max_receive_count: int, routes: Iterable[Tuple[str, str]]) -> dict:
+    """The template to merge for a stage whose SQS handler is named `worker`."""
+    if auth not in AUTH_MODES:
+        raise ValueError(f"TASKS_API_AUTH must be one of {', '.join(AUTH_MODES)}; got {auth!r}")
+    worker_function = _camel(worker)
+    worker_role = f"{worker_function}Role"
+    table_arn = _arn("TasksTable")
+    index_arns = [{"Fn::Sub": f"${{TasksTable.Arn}}/index/{index}"} for index in (BY_TIME, BY_STATUS)]
+    resources: Dict[str, Any] = {
+        "TasksDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"MessageRetentionPeriod": 1_209_600, "SqsManagedSseEnabled": True},
+        },
+        "TasksQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "VisibilityTimeout": VISIBILITY_PER_TIMEOUT * worker_timeout,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": _arn("TasksDeadLetterQueue"),
+                    "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+                },
+            },
+        },
+        "TasksTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": {**TABLE_SCHEMA, "SSESpecification": {"SSEEnabled": True}},
+        },
+        "ApiLogGroup": _log_group("api"),
+        "WorkerLogGroup": _log_group("worker"),
+        API_FUNCTION: {"Properties": {
+            "FunctionName": _function_name("api"), "Runtime": LAMBDA_RUNTIME, **_environment(),
+        }},
+        worker_function: {
+            "Properties": {
+                "FunctionName": _function_name("worker"),
+                "Runtime": LAMBDA_RUNTIME,
+                **_environment(),
+                "Events": {f"{worker_function}SqsEventSource": {"Properties": {
+                    # Same key as Chalice's Fn::Sub, so the merge replaces its value.
+                    "Queue": {"Fn::Sub": "${TasksQueue.Arn}"},
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                }}},
+            },
+        },
+        API_ROLE: _role_policy(API_ROLE, [
+            _log_statement("ApiLogGroup"),
+            {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksQueue")},
+            {"Effect": "Allow",
+             "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"],
+             "Resource": table_arn},
+            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns},
+        ]),
+        worker_role: _role_policy(worker_role, [
+            _log_statement("WorkerLogGroup"),
+            {"Effect": "Allow",
+             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                        "sqs:ChangeMessageVisibility"],
+             "Resource": _arn("TasksQueue")},
+            {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+             "Resource": table_arn},
+        ]),
+    }
+    security = _security(routes, auth)
+    if security:
+        resources["RestAPI"] = {"Properties": {"DefinitionBody": security}}
+    if auth == "api_key":
+        resources.update(_api_key_resources(api_stage))
+    outputs = {
+        "TasksQueueUrl": {"Value": {"Ref": "TasksQueue"}},
+        "DeadLetterQueueUrl": {"Value": {"Ref": "TasksDeadLetterQueue"}},
+        "TasksTableName": {"Value": {"Ref": "TasksTable"}},
+        "ApiLogGroupName": {"Value": {"Ref": "ApiLogGroup"}},
+        "WorkerLogGroupName": {"Value": {"Ref": "WorkerLogGroup"}},
+    }
+    if auth == "api_key":
+        outputs["ApiKeyId"] = {"Value": {"Ref": "ApiKey"}}
+    return {
+        "Parameters": {"MaxReceiveCount": {
+            "Type": "Number", "Default": max_receive_count, "MinValue": 1, "MaxValue": 1000,
+            "Description": "Deliveries of a message before it moves to the dead-letter queue",
+        }},
+        "Resources": resources,
+        "Outputs": outputs,
+    }

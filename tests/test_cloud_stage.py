@@ -1,0 +1,128 @@
+"""The cloud stage end to end under moto: API -> SQS -> worker -> DynamoDB -> API,
+with resources built as the packaged template declares them."""
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib import factory
+from chalicelib.store.dynamodb import TABLE_SCHEMA
+from deploy.template import merge_template
+from tests.conftest import PROJECT_DIR, post_task
+from tests.sqs_events import lambda_event, receive_all
+
+
+@pytest.fixture
+def template():
+    return merge_template(worker="process_tasks", worker_timeout=30, api_stage="api", auth="iam",
+                          max_receive_count=5, routes=[])
+
+
+@pytest.fixture
+def cloud(monkeypatch, template, chalice_app):
+    """Moto resources shaped like the template's, and a client on the prod stage."""
+    with mock_aws():
+        boto3.setup_default_session(region_name="us-east-1")
+        sqs = boto3.client("sqs")
+        dlq_url = sqs.create_queue(QueueName="tasks-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_props = template["Resources"]["TasksQueue"]["Properties"]
+        url = sqs.create_queue(QueueName="tasks", Attributes={
+            "VisibilityTimeout": str(queue_props["VisibilityTimeout"]),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
+        })["QueueUrl"]
+        table = template["Resources"]["TasksTable"]["Properties"]
+        boto3.client("dynamodb").create_table(
+            TableName="prod-tasks", **{k: table[k] for k in TABLE_SCHEMA})
+        monkeypatch.setenv("TASKS_QUEUE_URL", url)
+        monkeypatch.setenv("TASKS_TABLE_NAME", "prod-tasks")
+        factory.reset()
+        calls = []
+        boto3.DEFAULT_SESSION.events.register(
+            "before-call", lambda model, **_: calls.append(f"{model.service_model.endpoint_prefix}:{model.name}"))
+        with Client(chalice_app, stage_name="prod", project_dir=str(PROJECT_DIR)) as client:
+            yield client, sqs, url, calls
+
+
+def invoke(client, sqs, url, messages):
+    return client.lambda_.invoke("process_tasks", lambda_event(sqs, url, messages)).payload
+
+
+def test_prod_stage_runs_the_whole_flow_on_dynamodb_and_sqs(cloud):
+    client, sqs, url, _ = cloud
+    ids = [json.loads(post_task(client, body).body)["id"] for body in (
+        {"action": "uppercase", "data": {"text": "hello world"}},
+        {"action": "sum", "data": {"numbers": [1.5, 2.5]}},
+        {"action": "other"},
+    )]
+    assert factory.current_settings().store == "sqlite"  # outside a call, the stage's variables are gone
+    messages = receive_all(sqs, url, expected=3)
+    assert invoke(client, sqs, url, messages) == {"batchItemFailures": []}
+    listing = json.loads(client.http.get("/tasks").body)
+    assert [t["id"] for t in listing["tasks"]] == list(reversed(ids))
+    assert [t["result"] for t in listing["tasks"]] == [
+        {"output": "processed"}, {"output": 4.0}, {"output": "HELLO WORLD"}]
+    completed = json.loads(client.http.get("/tasks?status=completed&limit=2").body)
+    assert completed["count"] == 2 and completed["next_cursor"]
+    rest = json.loads(client.http.get(f"/tasks?status=completed&cursor={completed['next_cursor']}").body)
+    assert [t["id"] for t in completed["tasks"] + rest["tasks"]] == list(reversed(ids))
+    one = json.loads(client.http.get(f"/tasks/{ids[0]}").body)
+    assert one["status"] == "completed" and one["attempts"] == 1
+
+
+def test_one_failing_message_is_the_only_batch_item_failure(cloud, monkeypatch):
+    client, sqs, url, _ = cloud
+    ids = [json.loads(post_task(client, {"action": "sum", "data": {"numbers": [n]}}).body)["id"]
+           for n in range(4)]
+    doomed = ids[2]
+    dynamodb = factory.aws_client("dynamodb")
+    real_update = dynamodb.update_item
+
+    def throttled(**kwargs):
+        if kwargs["Key"]["id"]["S"] == doomed:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
+                                         "Message": "slow down"}}, "UpdateItem")
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(dynamodb, "update_item", throttled)
+    messages = receive_all(sqs, url, expected=4)
+    doomed_message = next(m["MessageId"] for m in messages if json.loads(m["Body"])["task_id"] == doomed)
+    assert invoke(client, sqs, url, messages) == {"batchItemFailures": [{"itemIdentifier": doomed_message}]}
+    monkeypatch.setattr(dynamodb, "update_item", real_update)
+    statuses = {i: json.loads(client.http.get(f"/tasks/{i}").body)["status"] for i in ids}
+    assert statuses == {i: ("queued" if i == doomed else "completed") for i in ids}
+
+
+def test_redelivery_in_the_cloud_does_not_rerun_a_completed_task(cloud):
+    client, sqs, url, _ = cloud
+    task_id = json.loads(post_task(client, {"action": "uppercase", "data": {"text": "once"}}).body)["id"]
+    first = receive_all(sqs, url, expected=1)
+    invoke(client, sqs, url, first)
+    before = json.loads(client.http.get(f"/tasks/{task_id}").body)
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"], VisibilityTimeout=0)
+    again = receive_all(sqs, url, expected=1)
+    assert invoke(client, sqs, url, again) == {"batchItemFailures": []}
+    assert json.loads(client.http.get(f"/tasks/{task_id}").body) == before
+
+
+def test_code_calls_only_what_each_role_allows(cloud, template):
+    client, sqs, url, calls = cloud
+    post_task(client, {"action": "sum", "data": {"numbers": [1]}})
+    client.http.get("/tasks")
+    client.http.get("/tasks?status=queued")
+    api_calls = set(calls)
+    calls.clear()
+    event = lambda_event(sqs, url, receive_all(sqs, url, expected=1))
+    calls.clear()  # the test's own receive is not the worker's
+    client.lambda_.invoke("process_tasks", event)
+    worker_calls = set(calls)
+
+    def allowed(role):
+        statements = template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        return {action for s in statements for action in s["Action"]}
+
+    assert api_calls and api_calls <= allowed("ApiHandlerRole"), api_calls
+    assert worker_calls and worker_calls <= allowed("ProcessTasksRole"), worker_calls

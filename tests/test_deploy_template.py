@@ -1,0 +1,98 @@
+"""The packaged cloud template: built by the one packaging command, linted, and checked."""
+import json
+
+import pytest
+
+from chalicelib.store.dynamodb import TABLE_SCHEMA
+from deploy import package as packaging
+
+pytestmark = pytest.mark.package
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prod")
+    path = packaging.package("prod", out, lint=True)
+    assert (out / "deployment.zip").exists()
+    return json.loads(path.read_text())
+
+
+def resources_of(template, kind):
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_queue_has_dead_letter_queue_and_long_enough_visibility(template):
+    resources = template["Resources"]
+    queue = resources["TasksQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["TasksDeadLetterQueue", "Arn"]}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+    assert template["Parameters"]["MaxReceiveCount"]["Default"] == 5
+    worker_timeout = resources["ProcessTasks"]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * worker_timeout
+    assert resources["TasksDeadLetterQueue"]["Type"] == "AWS::SQS::Queue"
+
+
+def test_table_is_on_demand_with_the_store_indexes(template):
+    table = template["Resources"]["TasksTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == TABLE_SCHEMA["KeySchema"]
+    assert {i["IndexName"]: i["KeySchema"] for i in table["GlobalSecondaryIndexes"]} == {
+        i["IndexName"]: i["KeySchema"] for i in TABLE_SCHEMA["GlobalSecondaryIndexes"]
+    }
+
+
+def test_worker_reports_batch_item_failures_from_the_tasks_queue(template):
+    worker = template["Resources"]["ProcessTasks"]["Properties"]
+    [source] = worker["Events"].values()
+    assert source["Type"] == "SQS"
+    props = source["Properties"]
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["Queue"] == {"Fn::Sub": "${TasksQueue.Arn}"}
+    assert props["BatchSize"] == 5 and props["ScalingConfig"] == {"MaximumConcurrency": 2}
+
+
+def test_functions_get_resource_names_through_refs(template):
+    for name in ("APIHandler", "ProcessTasks"):
+        variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert variables["TASKS_QUEUE_URL"] == {"Ref": "TasksQueue"}
+        assert variables["TASKS_TABLE_NAME"] == {"Ref": "TasksTable"}
+        assert variables["TASKS_STORE"] == "dynamodb" and variables["TASKS_QUEUE"] == "sqs"
+
+
+def policy_statements(role):
+    for policy in role["Properties"]["Policies"]:
+        yield from policy["PolicyDocument"]["Statement"]
+
+
+def test_no_wildcard_action_or_resource_in_any_role(template):
+    roles = resources_of(template, "AWS::IAM::Role")
+    assert set(roles) == {"ApiHandlerRole", "ProcessTasksRole"}
+    for name, role in roles.items():
+        statements = list(policy_statements(role))
+        assert statements, name
+        for statement in statements:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all("*" not in action for action in actions), (name, statement)
+            text = json.dumps(statement["Resource"])
+            assert '"*"' not in text and "*:" not in text, (name, statement)
+
+
+def test_every_route_requires_iam_auth(template):
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    methods = [(path, verb, op) for path, ops in body["paths"].items() for verb, op in ops.items()]
+    assert methods
+    for path, verb, op in methods:
+        assert op["security"] == [{"sigv4": []}], (path, verb)
+
+
+def test_api_key_protection_packages_and_lints(tmp_path):
+    from deploy.template import merge_template
+
+    merge = merge_template(worker="process_tasks", worker_timeout=30, api_stage="api", auth="api_key",
+                           max_receive_count=5, routes=packaging.app_routes())
+    path = packaging.package("prod", tmp_path, lint=True, merge_with=merge)
+    template = json.loads(path.read_text())
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert body["securityDefinitions"]["api_key"]["name"] == "x-api-key"
+    assert {"ApiKey", "UsagePlan", "UsagePlanKey"} <= set(template["Resources"])

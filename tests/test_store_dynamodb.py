@@ -1,0 +1,43 @@
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.store.dynamodb import TABLE_SCHEMA, DynamoTaskStore
+from tests.store_contract import StoreContract, make_task
+
+
+@pytest.fixture
+def dynamodb():
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName="tasks", **TABLE_SCHEMA)
+        yield client
+
+
+@pytest.fixture
+def store(dynamodb):
+    return DynamoTaskStore(dynamodb, "tasks")
+
+
+class TestDynamoStore(StoreContract):
+    pass
+
+
+def test_listing_never_scans(store, dynamodb, monkeypatch):
+    for n in range(3):
+        store.insert(make_task(offset_us=n))
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("Scan on a request path")
+
+    monkeypatch.setattr(dynamodb, "scan", no_scan)
+    assert len(store.list(limit=2).tasks) == 2
+
+
+def test_duplicate_insert_is_refused(store):
+    from chalicelib.store import StoreError
+
+    task = make_task()
+    store.insert(task)
+    with pytest.raises(StoreError):
+        store.insert(task)
