@@ -3,6 +3,7 @@
 
     python3 dev.py serve [chalice local options]   # API, worker, SQLite and queue on :8080
     python3 dev.py test [pytest options]           # the whole test suite
+    python3 dev.py package [--stage prod]          # deployable template + package, linted
 
 Each creates .venv and installs requirements-dev.txt when they are missing or
 changed, then runs the command inside it.
@@ -88,8 +89,13 @@ def test(args: list) -> int:
     return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT).returncode
 
 
+def package(args: list) -> int:
+    setup()
+    return subprocess.run([str(PYTHON), "-m", "deploy.package", *args], cwd=ROOT).returncode
+
+
 def main() -> int:
-    commands = {"serve": serve, "test": test, "setup": lambda _args: setup() or 0}
+    commands = {"serve": serve, "test": test, "package": package, "setup": lambda _args: setup() or 0}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

@@ -13,7 +13,6 @@ from chalicelib import settings as settings_module
 from chalicelib.queue import TaskQueue
 from chalicelib.service import TaskService
 from chalicelib.settings import Settings
-from chalicelib.sqlite_db import Database
 from chalicelib.store import TaskStore
 from chalicelib.worker import Worker
 
@@ -22,19 +21,23 @@ def current_settings() -> Settings:
     return settings_module.from_environ()
 
 
+# Backends are imported where they are chosen: a Lambda on DynamoDB and SQS
+# never imports sqlite3, and one on SQLite never imports boto3.
 @functools.lru_cache(maxsize=None)
-def _sqlite(path: str, synchronous: str, migrations: tuple) -> Database:
+def _sqlite(path: str, synchronous: str, migrations: tuple):
+    from chalicelib.sqlite_db import Database
+
     db = Database(path, synchronous=synchronous)
     db.migrate(migrations)
     return db
 
 
-def tasks_db(settings: Settings) -> Database:
+def tasks_db(settings: Settings):
     from chalicelib.store.sqlite import MIGRATIONS
     return _sqlite(settings.db_path, settings.sqlite_synchronous, MIGRATIONS)
 
 
-def queue_db(settings: Settings) -> Database:
+def queue_db(settings: Settings):
     from chalicelib.queue.embedded import MIGRATIONS
     return _sqlite(settings.queue_db_path, settings.sqlite_synchronous, MIGRATIONS)
 

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from chalicelib.local.dispatcher import Dispatcher
+from chalicelib.local.sources import EmbeddedSource
 from chalicelib.queue.embedded import MIGRATIONS, EmbeddedQueue, dead_letter_name
 from chalicelib.sqlite_db import Database
 
@@ -117,7 +118,7 @@ def test_dispatcher_caps_batches_in_flight_and_batch_size(db):
         with lock:
             in_flight[0] -= 1
 
-    dispatcher = Dispatcher(queue, handler, "process_tasks", batch_size=5, concurrency=2,
+    dispatcher = Dispatcher(EmbeddedSource(queue), handler, "process_tasks", batch_size=5, concurrency=2,
                             idle_poll_seconds=0.05)
     dispatcher.start()
     deadline = time.monotonic() + 20
@@ -140,7 +141,7 @@ def test_dispatcher_deletes_all_but_reported_failures(db):
             {"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "bad"
         ]}
 
-    Dispatcher(queue, handler, "process_tasks", batch_size=5).deliver_one_batch()
+    Dispatcher(EmbeddedSource(queue), handler, "process_tasks", batch_size=5).deliver_one_batch()
     assert queue.depth() == 1
     assert queue.receive(1) == []  # still leased: it comes back after its visibility timeout
 
@@ -153,7 +154,7 @@ def test_handler_that_raises_leaves_the_whole_batch_for_redelivery(db, clock):
     def handler(event, context):
         raise RuntimeError("crashed")
 
-    Dispatcher(queue, handler, "process_tasks", batch_size=5).deliver_one_batch()
+    Dispatcher(EmbeddedSource(queue), handler, "process_tasks", batch_size=5).deliver_one_batch()
     assert queue.receive(5) == []
     clock.advance(31)
     assert sorted(m.body for m in queue.receive(5)) == ["a", "b"]
@@ -163,7 +164,7 @@ def test_event_is_lambda_shaped(db):
     queue = EmbeddedQueue(db, "tasks")
     queue.send('{"task_id": "x"}')
     events = []
-    Dispatcher(queue, lambda event, context: events.append((event, context)), "process_tasks",
+    Dispatcher(EmbeddedSource(queue), lambda event, context: events.append((event, context)), "process_tasks",
                batch_size=5).deliver_one_batch()
     [(event, context)] = events
     [record] = event["Records"]

@@ -90,3 +90,18 @@ def test_sqs_publish_failure_is_503_and_leaves_no_task(client, sqs_queue, monkey
     response = post_task(client, {"action": "uppercase"})
     assert response.status_code == 503
     assert json.loads(client.http.get("/tasks").body)["count"] == 0
+
+
+def test_local_dispatcher_can_poll_a_real_sqs_queue(client, sqs_queue, chalice_app, monkeypatch):
+    from chalicelib.local import sources
+    from chalicelib.local.runtime import build_dispatcher
+
+    sqs, url = sqs_queue
+    monkeypatch.setattr(sources.SqsSource, "LONG_POLL_SECONDS", 0)
+    ids = [json.loads(post_task(client, {"action": "sum", "data": {"numbers": [n, n]}}).body)["id"]
+           for n in range(7)]
+    dispatcher = build_dispatcher(chalice_app)
+    assert isinstance(dispatcher._source, sources.SqsSource)
+    dispatcher.drain()
+    assert [get_task(client, i)["result"] for i in ids] == [{"output": 2 * n} for n in range(7)]
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None

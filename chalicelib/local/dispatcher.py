@@ -1,4 +1,4 @@
-"""Delivers the embedded queue's messages to the app's SQS handler, as Lambda would.
+"""Delivers queued messages to the app's SQS handler, as Lambda's event source mapping would.
 
 One thread per unit of `maximum_concurrency`; each receives up to `batch_size`
 messages under a visibility timeout, invokes the registered handler with a
@@ -16,15 +16,14 @@ from chalice.local import LambdaContext
 
 from chalicelib import logs
 from chalicelib.local.sqs_event import build_event, failed_ids
-from chalicelib.queue.embedded import EmbeddedQueue
 
 Handler = Callable[[dict, Any], Any]
 
 
 class Dispatcher:
-    def __init__(self, queue: EmbeddedQueue, handler: Handler, function_name: str,
+    def __init__(self, source: Any, handler: Handler, function_name: str,
                  batch_size: int = 1, concurrency: int = 1, idle_poll_seconds: float = 1.0) -> None:
-        self._queue = queue
+        self._source = source
         self._handler = handler
         self._function_name = function_name
         self.batch_size = batch_size
@@ -48,25 +47,19 @@ class Dispatcher:
         while not self._stopping.is_set():
             try:
                 if not self.deliver_one_batch():
-                    self._wait()
+                    self._source.wait(self._idle_poll)
             except Exception as exc:  # keep dispatching whatever one batch did
                 logs.problem("dispatcher error", error=f"{type(exc).__name__}: {exc}")
                 self._stopping.wait(self._idle_poll)
 
-    def _wait(self) -> None:
-        until_visible = self._queue.seconds_until_visible()
-        timeout = self._idle_poll if until_visible is None else min(self._idle_poll, until_visible)
-        self._queue.wait_for_arrival(timeout)
-
     def deliver_one_batch(self) -> int:
         """Receive and deliver one batch; how many messages it held."""
-        self._queue.expect_arrival()
-        batch = self._queue.receive(self.batch_size)
+        batch = self._source.receive(self.batch_size)
         if not batch:
             return 0
-        event = build_event(batch, self._queue.name)
+        event = build_event(batch, self._source.arn)
         context = LambdaContext(self._function_name, memory_size=128,
-                                max_runtime_ms=int(self._queue.visibility_timeout * 1000))
+                                max_runtime_ms=int(self._source.visibility_timeout * 1000))
         try:
             response: Optional[Any] = self._handler(event, context)
         except Exception as exc:
@@ -76,7 +69,7 @@ class Dispatcher:
         failed = failed_ids(response, batch)
         for message in batch:
             if message.message_id not in failed:
-                self._queue.delete(message.receipt_handle)
+                self._source.delete(message.receipt_handle)
         return len(batch)
 
     def drain(self, timeout: float = 30.0) -> None:

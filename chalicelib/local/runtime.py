@@ -39,20 +39,25 @@ def sqs_source(app: Chalice, queue_name: str) -> Optional[SQSEventConfig]:
 
 
 def build_dispatcher(app: Chalice, settings=None):
-    """A Dispatcher for the app's handler of the configured embedded queue, or None."""
+    """A Dispatcher feeding the configured queue (embedded, or a real SQS queue)
+    to the app's handler for it, or None when the app has no such handler."""
     from chalicelib.local.dispatcher import Dispatcher
+    from chalicelib.local.sources import EmbeddedSource, SqsSource
 
     settings = settings or factory.current_settings()
-    if settings.queue != "embedded":
-        return None
-    source = sqs_source(app, settings.queue_name)
-    if source is None:
+    registration = sqs_source(app, settings.queue_name)
+    if registration is None:
         logs.problem("no @app.on_sqs_message handler for the queue", queue=settings.queue_name)
         return None
     factory.store(settings)  # applies pending migrations before the first request
+    queue = factory.queue(settings)
+    if settings.queue == "embedded":
+        source = EmbeddedSource(queue)
+    else:
+        source = SqsSource(factory.aws_client("sqs"), queue.url)
     return Dispatcher(
-        factory.queue(settings), app.handler_map[source.name], source.name,
-        batch_size=source.batch_size, concurrency=source.maximum_concurrency or 2,
+        source, app.handler_map[registration.name], registration.name,
+        batch_size=registration.batch_size, concurrency=registration.maximum_concurrency or 2,
     )
 
 

@@ -13,8 +13,8 @@ def queue_arn(queue_name: str) -> str:
     return f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{queue_name}"
 
 
-def build_event(messages: Iterable[ReceivedMessage], queue_name: str) -> dict:
-    arn = queue_arn(queue_name)
+def build_event(messages: Iterable[ReceivedMessage], arn: str) -> dict:
+    region = arn.split(":")[3]
     return {"Records": [
         {
             "messageId": m.message_id,
@@ -30,7 +30,7 @@ def build_event(messages: Iterable[ReceivedMessage], queue_name: str) -> dict:
             "md5OfBody": md5_of(m.body),
             "eventSource": "aws:sqs",
             "eventSourceARN": arn,
-            "awsRegion": LOCAL_REGION,
+            "awsRegion": region,
         }
         for m in messages
     ]}

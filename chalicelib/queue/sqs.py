@@ -11,10 +11,10 @@ from chalicelib.queue.base import PublishError, TaskQueue
 class SqsTaskQueue(TaskQueue):
     def __init__(self, client: Any, queue_url: str) -> None:
         self._client = client
-        self._queue_url = queue_url
+        self.url = queue_url
 
     def send(self, body: str) -> str:
         try:
-            return self._client.send_message(QueueUrl=self._queue_url, MessageBody=body)["MessageId"]
+            return self._client.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
         except (BotoCoreError, ClientError) as exc:
             raise PublishError(f"SQS refused the message: {exc}") from exc

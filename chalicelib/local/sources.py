@@ -1,0 +1,64 @@
+"""Where the local dispatcher takes messages from: the embedded queue, or a real SQS queue."""
+from __future__ import annotations
+
+from typing import Any, List
+
+from chalicelib.local.sqs_event import queue_arn
+from chalicelib.queue.embedded import EmbeddedQueue, ReceivedMessage
+
+
+class EmbeddedSource:
+    def __init__(self, queue: EmbeddedQueue) -> None:
+        self._queue = queue
+        self.arn = queue_arn(queue.name)
+        self.visibility_timeout = queue.visibility_timeout
+
+    def receive(self, max_messages: int) -> List[ReceivedMessage]:
+        self._queue.expect_arrival()
+        return self._queue.receive(max_messages)
+
+    def delete(self, receipt_handle: str) -> None:
+        self._queue.delete(receipt_handle)
+
+    def wait(self, idle_seconds: float) -> None:
+        """After an empty receive: until a message is sent here, a lease ends, or `idle_seconds`."""
+        until_visible = self._queue.seconds_until_visible()
+        timeout = idle_seconds if until_visible is None else min(idle_seconds, until_visible)
+        self._queue.wait_for_arrival(timeout)
+
+
+class SqsSource:
+    """Long-polls an SQS queue, for `chalice local` against a deployed stage's queue."""
+
+    LONG_POLL_SECONDS = 10
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._client = client
+        self._url = queue_url
+        attributes = client.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"])["Attributes"]
+        self.arn = attributes["QueueArn"]
+        self.visibility_timeout = float(attributes["VisibilityTimeout"])
+
+    def receive(self, max_messages: int) -> List[ReceivedMessage]:
+        response = self._client.receive_message(
+            QueueUrl=self._url, MaxNumberOfMessages=min(max_messages, 10),
+            WaitTimeSeconds=self.LONG_POLL_SECONDS, AttributeNames=["All"],
+        )
+        return [
+            ReceivedMessage(
+                message_id=m["MessageId"],
+                body=m["Body"],
+                receipt_handle=m["ReceiptHandle"],
+                receive_count=int(m["Attributes"].get("ApproximateReceiveCount", 1)),
+                sent_at_ms=int(m["Attributes"].get("SentTimestamp", 0)),
+                first_received_at_ms=int(m["Attributes"].get("ApproximateFirstReceiveTimestamp", 0)),
+            )
+            for m in response.get("Messages", [])
+        ]
+
+    def delete(self, receipt_handle: str) -> None:
+        self._client.delete_message(QueueUrl=self._url, ReceiptHandle=receipt_handle)
+
+    def wait(self, idle_seconds: float) -> None:
+        """The receive itself long-polls."""
