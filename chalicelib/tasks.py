@@ -13,20 +13,25 @@ class Status(str, enum.Enum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in (Status.COMPLETED, Status.FAILED)
+        return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
-# Which states each state may be entered from. RUNNING -> RUNNING is a new
-# attempt after a redelivery: the worker that held the task died or lost its
-# message, and the attempt number tells the two apart.
+# Which states each state may be entered from.
+# - RUNNING -> RUNNING is a new attempt after a redelivery: the worker that held
+#   the task died or lost its message; the attempt number tells the two apart.
+# - RUNNING -> QUEUED schedules a retry, or recovers a task whose worker died.
+# - QUEUED -> QUEUED re-publishes a task whose message was lost.
+# - FAILED -> QUEUED is an operator's retry.
 _SOURCES = {
-    Status.QUEUED: frozenset(),
+    Status.QUEUED: frozenset({Status.RUNNING, Status.QUEUED, Status.FAILED}),
     Status.RUNNING: frozenset({Status.QUEUED, Status.RUNNING}),
     Status.COMPLETED: frozenset({Status.RUNNING}),
     Status.FAILED: frozenset({Status.RUNNING}),
+    Status.CANCELLED: frozenset({Status.QUEUED}),
 }
 
 
@@ -81,15 +86,21 @@ class Task:
     error: Optional[str] = None
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+    # When a task that is not final should have moved on; past it, recovery
+    # re-publishes the task. None once the task is final.
+    due_at: Optional[datetime] = None
 
     @classmethod
-    def new(cls, action: str, data: dict, now: Optional[datetime] = None) -> "Task":
+    def new(cls, action: str, data: dict, now: Optional[datetime] = None,
+            due_at: Optional[datetime] = None, task_id: Optional[str] = None) -> "Task":
+        now = now or utcnow()
         return cls(
-            id=str(uuid.uuid4()),
+            id=task_id or str(uuid.uuid4()),
             action=action,
             data=data,
             status=Status.QUEUED,
-            created_at=now or utcnow(),
+            created_at=now,
+            due_at=due_at,
         )
 
     def moved_to(self, to: Status, **fields: Any) -> "Task":

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.store import InvalidCursor
+from chalicelib.store import InvalidCursor, KeyRecord
 from chalicelib.tasks import Status, Task, utcnow
 
 
@@ -101,3 +101,75 @@ class StoreContract:
     def test_foreign_cursor_is_rejected(self, store):
         with pytest.raises(InvalidCursor):
             store.list(cursor="garbage")
+
+    def test_claim_sets_the_lease_and_finish_clears_it(self, store):
+        task = make_task()
+        store.insert(task)
+        lease = utcnow() + timedelta(seconds=60)
+        claimed = store.claim(task.id, utcnow(), lease_until=lease)
+        assert claimed.due_at == lease
+        store.finish(task.id, claimed.attempts, Status.COMPLETED, utcnow(), result={"output": 1})
+        assert store.get(task.id).due_at is None
+
+    def test_due_lists_tasks_past_their_due_time_earliest_first(self, store):
+        now = utcnow()
+        late, later, future = make_task(), make_task(offset_us=1), make_task(offset_us=2)
+        store.insert(Task.new("sum", {}, now=now, due_at=now - timedelta(seconds=5), task_id=late.id))
+        store.insert(Task.new("sum", {}, now=now, due_at=now - timedelta(seconds=1), task_id=later.id))
+        store.insert(Task.new("sum", {}, now=now, due_at=now + timedelta(seconds=60), task_id=future.id))
+        assert [t.id for t in store.due(now)] == [late.id, later.id]
+        claimed = store.claim(late.id, now, lease_until=now + timedelta(seconds=30))
+        store.finish(later.id, 0, Status.FAILED, now)  # not running: refused, stays due
+        assert [t.id for t in store.due(now)] == [later.id]
+        assert claimed.status is Status.RUNNING
+
+    def test_requeue_needs_the_same_attempt(self, store):
+        task = make_task()
+        store.insert(task)
+        claimed = store.claim(task.id, utcnow())
+        due = utcnow() + timedelta(seconds=10)
+        assert store.requeue(task.id, claimed.attempts + 1, due) is None
+        requeued = store.requeue(task.id, claimed.attempts, due, error="boom")
+        assert requeued.status is Status.QUEUED and requeued.error == "boom" and requeued.due_at == due
+        assert requeued.attempts == claimed.attempts
+
+    def test_retry_moves_only_a_failed_task_back_to_queued_afresh(self, store):
+        task = make_task()
+        store.insert(task)
+        assert store.retry(task.id, utcnow()) is None
+        claimed = store.claim(task.id, utcnow())
+        store.finish(task.id, claimed.attempts, Status.FAILED, utcnow(), error="bad")
+        again = store.retry(task.id, utcnow())
+        assert again.status is Status.QUEUED and again.attempts == 0
+        assert again.error is None and again.result is None and again.finished_at is None
+
+    def test_cancel_only_from_queued(self, store):
+        queued, running = make_task(), make_task(offset_us=1)
+        store.insert(queued)
+        store.insert(running)
+        store.claim(running.id, utcnow())
+        cancelled = store.cancel(queued.id, utcnow())
+        assert cancelled.status is Status.CANCELLED and cancelled.due_at is None
+        assert store.cancel(running.id, utcnow()) is None
+        assert store.cancel(queued.id, utcnow()) is None
+        assert store.claim(queued.id, utcnow()) is None
+
+    def test_idempotency_key_is_remembered_until_it_expires(self, store):
+        now = utcnow()
+        first = KeyRecord("k-1", "abc", "task-1", now, now + timedelta(hours=24))
+        assert store.remember_key(first, now) is None
+        again = KeyRecord("k-1", "xyz", "task-2", now, now + timedelta(hours=24))
+        held = store.remember_key(again, now)
+        assert (held.fingerprint, held.task_id) == ("abc", "task-1")
+        later = now + timedelta(hours=25)
+        renewed = KeyRecord("k-1", "xyz", "task-2", later, later + timedelta(hours=24))
+        assert store.remember_key(renewed, later) is None
+        assert store.remember_key(first, later).task_id == "task-2"
+
+    def test_forget_key_only_for_its_own_task(self, store):
+        now = utcnow()
+        store.remember_key(KeyRecord("k-2", "abc", "task-1", now, now + timedelta(hours=1)), now)
+        store.forget_key("k-2", "task-other")
+        assert store.remember_key(KeyRecord("k-2", "x", "t", now, now), now).task_id == "task-1"
+        store.forget_key("k-2", "task-1")
+        assert store.remember_key(KeyRecord("k-2", "x", "t", now, now + timedelta(hours=1)), now) is None

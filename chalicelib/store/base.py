@@ -5,8 +5,9 @@ import base64
 import binascii
 import uuid
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 from chalicelib.tasks import Page, Status, Task, from_micros, sources_of, to_micros
 
@@ -33,6 +34,17 @@ def decode_cursor(cursor: str) -> Tuple[datetime, str]:
         return created_at, str(uuid.UUID(task_id))
     except (ValueError, UnicodeError, binascii.Error, OverflowError) as exc:
         raise InvalidCursor("cursor is not one this service returned; use next_cursor from a previous page") from exc
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An Idempotency-Key: which request body it came with and which task it made."""
+
+    key: str
+    fingerprint: str
+    task_id: str
+    created_at: datetime
+    expires_at: datetime
 
 
 class TaskStore(ABC):
@@ -68,6 +80,25 @@ class TaskStore(ABC):
         attempts equal `expect_attempts`) to `to`, setting `fields`; the task as
         it now is, or None when it was not in such a state."""
 
+    @abstractmethod
+    def _due(self, now: datetime, limit: int) -> list:
+        """Up to `limit` tasks whose due_at is at or before `now`, earliest first."""
+
+    @abstractmethod
+    def remember_key(self, record: KeyRecord, now: datetime) -> Optional[KeyRecord]:
+        """Store `record` unless an unexpired record holds its key; that record, or None if stored."""
+
+    @abstractmethod
+    def forget_key(self, key: str, task_id: str) -> None:
+        """Remove the key's record if it still names `task_id`."""
+
+    def _move(self, task_id: str, frm: Iterable[Status], to: Status, fields: dict,
+              expect_attempts: Optional[int] = None, increment_attempts: bool = False) -> Optional[Task]:
+        frm = frozenset(frm)
+        if not frm <= sources_of(to):
+            raise ValueError(f"a task cannot move from {sorted(s.value for s in frm)} to {to.value}")
+        return self._transition(task_id, frm, to, expect_attempts, fields, increment_attempts)
+
     def list(self, status: Optional[Status] = None, limit: int = 100, cursor: Optional[str] = None) -> Page:
         after = decode_cursor(cursor) if cursor else None
         rows = self._page(status, limit + 1, after)
@@ -75,12 +106,11 @@ class TaskStore(ABC):
         next_cursor = encode_cursor(tasks[-1]) if len(rows) > limit else None
         return Page(tasks=tasks, next_cursor=next_cursor)
 
-    def claim(self, task_id: str, now: datetime) -> Optional[Task]:
-        """Start a new attempt of a task that is not final; None when it is final or unknown."""
-        return self._transition(
-            task_id, sources_of(Status.RUNNING), Status.RUNNING, None,
-            {"started_at": now}, increment_attempts=True,
-        )
+    def claim(self, task_id: str, now: datetime, lease_until: Optional[datetime] = None) -> Optional[Task]:
+        """Start a new attempt of a task that is not final; None when it is final or unknown.
+        Past `lease_until`, recovery takes the task back from this attempt."""
+        return self._move(task_id, sources_of(Status.RUNNING), Status.RUNNING,
+                          {"started_at": now, "due_at": lease_until}, increment_attempts=True)
 
     def finish(
         self,
@@ -95,8 +125,32 @@ class TaskStore(ABC):
         attempt has taken the task over or it is already final."""
         if not to.is_final:
             raise ValueError(f"{to.value} is not a final status")
-        done = self._transition(
-            task_id, sources_of(to), to, attempt,
-            {"finished_at": now, "result": result, "error": error}, increment_attempts=False,
-        )
+        done = self._move(task_id, sources_of(to), to,
+                          {"finished_at": now, "result": result, "error": error, "due_at": None},
+                          expect_attempts=attempt)
         return done is not None
+
+    def requeue(self, task_id: str, attempt: int, due_at: datetime, error: Optional[str] = None,
+                frm: Iterable[Status] = (Status.RUNNING,)) -> Optional[Task]:
+        """Put attempt `attempt` of a task back in `queued` (a retry, or recovery of a lost
+        message or a dead worker); None when the task has moved on meanwhile."""
+        fields = {"due_at": due_at}
+        if error is not None:
+            fields["error"] = error
+        return self._move(task_id, frm, Status.QUEUED, fields, expect_attempts=attempt)
+
+    def retry(self, task_id: str, due_at: datetime) -> Optional[Task]:
+        """A failed task, queued again for a fresh series of attempts; None if it was not failed."""
+        return self._move(task_id, {Status.FAILED}, Status.QUEUED, {
+            "attempts": 0, "error": None, "result": None, "started_at": None,
+            "finished_at": None, "due_at": due_at,
+        })
+
+    def cancel(self, task_id: str, now: datetime) -> Optional[Task]:
+        """Cancel a queued task; None if it was not queued."""
+        return self._move(task_id, {Status.QUEUED}, Status.CANCELLED,
+                          {"finished_at": now, "due_at": None})
+
+    def due(self, now: datetime, limit: int = 100) -> List[Task]:
+        """Tasks that are not final and have outstayed their due time."""
+        return [task for task in self._due(now, limit) if not task.status.is_final]

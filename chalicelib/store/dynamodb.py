@@ -3,24 +3,31 @@
 Items are keyed by `id`. Two global secondary indexes serve the listings with
 Query, newest first, never Scan: `by_time` (one partition, `list_pk`, sorted by
 `sort_key` = zero-padded creation microseconds + id) and `by_status` (partition
-`status`, same sort key). Every state change is a conditional UpdateItem, so a
+`status`, same sort key). A third, sparse index, `by_due`, holds only tasks
+that are not final, by `due_at`, for recovery. Idempotency-Key records share the
+table under their own ids; they carry none of the index keys, so no index holds
+them, and DynamoDB's TTL deletes them. Every state change is a conditional UpdateItem, so a
 redelivered message or a second worker cannot run a task twice or overwrite a
 final state. JSON fields are stored as strings: DynamoDB has no float type.
 """
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.store.base import StoreError, TaskStore
+from chalicelib.store.base import KeyRecord, StoreError, TaskStore
 from chalicelib.tasks import Status, Task, from_micros, to_micros
 
 LIST_PARTITION = "task"
+DUE_PARTITION = "due"
+KEY_PREFIX = "idempotency-key#"
 BY_TIME = "by_time"
 BY_STATUS = "by_status"
+BY_DUE = "by_due"
+TTL_ATTRIBUTE = "expires_at"
 
 # The table as the code needs it; the deployment template and the tests build it from this.
 TABLE_SCHEMA = {
@@ -30,6 +37,8 @@ TABLE_SCHEMA = {
         {"AttributeName": "list_pk", "AttributeType": "S"},
         {"AttributeName": "status", "AttributeType": "S"},
         {"AttributeName": "sort_key", "AttributeType": "S"},
+        {"AttributeName": "due_pk", "AttributeType": "S"},
+        {"AttributeName": "due_at", "AttributeType": "N"},
     ],
     "GlobalSecondaryIndexes": [
         {
@@ -48,11 +57,19 @@ TABLE_SCHEMA = {
             ],
             "Projection": {"ProjectionType": "ALL"},
         },
+        {
+            "IndexName": BY_DUE,
+            "KeySchema": [
+                {"AttributeName": "due_pk", "KeyType": "HASH"},
+                {"AttributeName": "due_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
     ],
     "BillingMode": "PAY_PER_REQUEST",
 }
 
-_TIME_FIELDS = ("created_at", "started_at", "finished_at")
+_TIME_FIELDS = ("created_at", "started_at", "finished_at", "due_at")
 _JSON_FIELDS = ("data", "result")
 
 
@@ -87,6 +104,7 @@ def _decode_item(item: dict) -> Task:
         created_at=from_micros(number("created_at")),
         started_at=from_micros(number("started_at")),
         finished_at=from_micros(number("finished_at")),
+        due_at=from_micros(number("due_at")),
     )
 
 
@@ -108,9 +126,11 @@ class DynamoTaskStore(TaskStore):
             name: _encode(name, getattr(task, name))
             for name in ("id", "action", "data", "status", "attempts", "created_at")
         }
-        for name in ("result", "error", "started_at", "finished_at"):
+        for name in ("result", "error", "started_at", "finished_at", "due_at"):
             if getattr(task, name) is not None:
                 item[name] = _encode(name, getattr(task, name))
+        if task.due_at is not None:
+            item["due_pk"] = {"S": DUE_PARTITION}
         item["list_pk"] = {"S": LIST_PARTITION}
         item["sort_key"] = {"S": sort_key(task.created_at, task.id)}
         try:
@@ -161,10 +181,77 @@ class DynamoTaskStore(TaskStore):
             raise _failed("Query", exc) from exc
         return tasks
 
+    def _due(self, now: datetime, limit: int) -> list:
+        try:
+            response = self._client.query(
+                TableName=self._table, IndexName=BY_DUE, Limit=limit,
+                KeyConditionExpression="due_pk = :p AND due_at <= :now",
+                ExpressionAttributeValues={":p": {"S": DUE_PARTITION}, ":now": {"N": str(to_micros(now))}},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _failed("Query", exc) from exc
+        return [_decode_item(item) for item in response.get("Items", [])]
+
+    def remember_key(self, record: KeyRecord, now: datetime) -> Optional[KeyRecord]:
+        item_id = {"S": KEY_PREFIX + record.key}
+        item = {
+            "id": item_id,
+            "fingerprint": {"S": record.fingerprint},
+            "task_id": {"S": record.task_id},
+            "created_at": {"N": str(to_micros(record.created_at))},
+            TTL_ATTRIBUTE: {"N": str(int(record.expires_at.timestamp()))},
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=item,
+                # TTL deletes lazily: an expired record may linger, and is replaced.
+                ConditionExpression="attribute_not_exists(id) OR #exp <= :now",
+                ExpressionAttributeNames={"#exp": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
+            )
+            return None
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise _failed("PutItem", exc) from exc
+        except BotoCoreError as exc:
+            raise _failed("PutItem", exc) from exc
+        try:
+            found = self._client.get_item(TableName=self._table, Key={"id": item_id},
+                                          ConsistentRead=True).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise _failed("GetItem", exc) from exc
+        if found is None:  # removed between the two calls: try once more
+            return self.remember_key(record, now)
+        return KeyRecord(
+            key=record.key, fingerprint=found["fingerprint"]["S"], task_id=found["task_id"]["S"],
+            created_at=from_micros(int(found["created_at"]["N"])),
+            expires_at=datetime.fromtimestamp(int(found[TTL_ATTRIBUTE]["N"]), timezone.utc),
+        )
+
+    def forget_key(self, key: str, task_id: str) -> None:
+        try:
+            self._client.delete_item(
+                TableName=self._table, Key={"id": {"S": KEY_PREFIX + key}},
+                ConditionExpression="task_id = :t", ExpressionAttributeValues={":t": {"S": task_id}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise _failed("DeleteItem", exc) from exc
+        except BotoCoreError as exc:
+            raise _failed("DeleteItem", exc) from exc
+
     def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts):
         names = {"#status": "status"}
         values = {":to": {"S": to.value}}
         sets, removes = ["#status = :to"], []
+        if "due_at" in fields:
+            # The sparse recovery index holds a task while it has a due time.
+            names["#due_pk"] = "due_pk"
+            if fields["due_at"] is None:
+                removes.append("#due_pk")
+            else:
+                sets.append("#due_pk = :due_pk")
+                values[":due_pk"] = {"S": DUE_PARTITION}
         for name, value in fields.items():
             if value is None:
                 removes.append(f"#{name}")

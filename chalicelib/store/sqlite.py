@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Optional, Tuple
 
 from chalicelib.sqlite_db import Database
-from chalicelib.store.base import TaskStore
+from chalicelib.store.base import KeyRecord, TaskStore
 from chalicelib.tasks import Status, Task, from_micros, to_micros
 
 # Version 1 is the seed's table, widened to the task's fields. Times are
@@ -28,10 +28,23 @@ MIGRATIONS = (
         "CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (created_at DESC, id DESC)",
         "CREATE INDEX IF NOT EXISTS tasks_by_status_time ON tasks (status, created_at DESC, id DESC)",
     )),
+    # Version 2: when a task that is not final should have moved on (recovery),
+    # and the Idempotency-Key records.
+    (2, (
+        "ALTER TABLE tasks ADD COLUMN due_at INTEGER",
+        "CREATE INDEX IF NOT EXISTS tasks_due ON tasks (due_at) WHERE due_at IS NOT NULL",
+        """CREATE TABLE IF NOT EXISTS idempotency_keys (
+            key TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        )""",
+    )),
 )
 
-_COLUMNS = "id, action, data, status, result, error, attempts, created_at, started_at, finished_at"
-_TIME_FIELDS = ("started_at", "finished_at")
+_COLUMNS = "id, action, data, status, result, error, attempts, created_at, started_at, finished_at, due_at"
+_TIME_FIELDS = ("started_at", "finished_at", "due_at")
 _JSON_FIELDS = ("result",)
 
 
@@ -47,6 +60,7 @@ def _row_to_task(row: tuple) -> Task:
         created_at=from_micros(row[7]),
         started_at=from_micros(row[8]),
         finished_at=from_micros(row[9]),
+        due_at=from_micros(row[10]),
     )
 
 
@@ -64,12 +78,12 @@ class SqliteTaskStore(TaskStore):
 
     def insert(self, task: Task) -> None:
         self._db.execute(
-            f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task.id, task.action, json.dumps(task.data), task.status.value,
                 _column_value("result", task.result), task.error, task.attempts,
                 to_micros(task.created_at), _column_value("started_at", task.started_at),
-                _column_value("finished_at", task.finished_at),
+                _column_value("finished_at", task.finished_at), _column_value("due_at", task.due_at),
             ),
         )
 
@@ -94,6 +108,35 @@ class SqliteTaskStore(TaskStore):
             (*params, limit),
         )
         return [_row_to_task(row) for row in rows]
+
+    def _due(self, now: datetime, limit: int) -> list:
+        rows = self._db.query(
+            f"SELECT {_COLUMNS} FROM tasks WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
+            (to_micros(now), limit),
+        )
+        return [_row_to_task(row) for row in rows]
+
+    def remember_key(self, record: KeyRecord, now: datetime) -> Optional[KeyRecord]:
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT key, fingerprint, task_id, created_at, expires_at FROM idempotency_keys "
+                "WHERE key = ? AND expires_at > ?", (record.key, to_micros(now)),
+            ).fetchone()
+            if row:
+                return KeyRecord(row[0], row[1], row[2], from_micros(row[3]), from_micros(row[4]))
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, task_id, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.key, record.fingerprint, record.task_id,
+                 to_micros(record.created_at), to_micros(record.expires_at)),
+            )
+        return None
+
+    def forget_key(self, key: str, task_id: str) -> None:
+        self._db.execute("DELETE FROM idempotency_keys WHERE key = ? AND task_id = ?", (key, task_id))
+
+    def purge_expired_keys(self, now: datetime) -> int:
+        return self._db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (to_micros(now),))
 
     def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts):
         assignments = ["status = ?"] + [f"{name} = ?" for name in fields]
