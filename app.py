@@ -1,8 +1,8 @@
-from chalice import Chalice, NotFoundError, Response
+from chalice import Chalice, NotFoundError, Rate, Response
 
-from chalicelib import factory, http_errors
+from chalicelib import factory, http_errors, openapi
 from chalicelib.local import runtime
-from chalicelib.validation import parse_list_query, parse_new_task
+from chalicelib.validation import parse_idempotency_key, parse_list_query, parse_new_task
 
 app = Chalice(app_name="task-queue")
 
@@ -17,17 +17,22 @@ def problem_details(event, get_response):
     return http_errors.as_problem(get_response(event))
 
 
+def accepted(task, replayed=False):
+    headers = {"Location": f"/tasks/{task.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body={"id": task.id, "status": task.status.value}, status_code=202, headers=headers)
+
+
 @app.route("/tasks", methods=["POST"])
 @http_errors.translated
 def create_task():
+    request = app.current_request
     settings = factory.current_settings()
-    new = parse_new_task(app.current_request.raw_body, settings.max_body_bytes)
-    task = factory.service(settings).submit(new)
-    return Response(
-        body={"id": task.id, "status": task.status.value},
-        status_code=202,
-        headers={"Location": f"/tasks/{task.id}"},
-    )
+    new = parse_new_task(request.raw_body, settings.max_body_bytes)
+    key = parse_idempotency_key(request.headers)
+    submission = factory.service(settings).submit(new, idempotency_key=key)
+    return accepted(submission.task, submission.replayed)
 
 
 @app.route("/tasks", methods=["GET"])
@@ -46,13 +51,35 @@ def get_task(task_id):
     return task.to_json()
 
 
+@app.route("/tasks/{task_id}", methods=["DELETE"])
+@http_errors.translated
+def cancel_task(task_id):
+    return factory.service().cancel(task_id).to_json()
+
+
+@app.route("/tasks/{task_id}/retry", methods=["POST"], content_types=http_errors.ANY_BODY)
+@http_errors.translated
+def retry_task(task_id):
+    return accepted(factory.service().retry(task_id))
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi_document():
+    return openapi.document()
+
+
 @app.on_sqs_message(queue=TASKS_QUEUE, batch_size=BATCH_SIZE,
                     maximum_concurrency=MAXIMUM_CONCURRENCY, name="process_tasks")
 def process_tasks(event):
     failed = factory.worker().process_batch(
-        (record.to_dict()["messageId"], record.body) for record in event
+        (record.to_dict()["messageId"], record.receipt_handle, record.body) for record in event
     )
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="recover_tasks")
+def recover_tasks(event):
+    return factory.recovery().run()
 
 
 runtime.start_if_serving_locally(app)

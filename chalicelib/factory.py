@@ -63,7 +63,7 @@ def queue(settings: Settings) -> TaskQueue:
     from chalicelib.queue.sqs import SqsTaskQueue
     client = aws_client("sqs")
     url = settings.queue_url or client.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
-    return SqsTaskQueue(client, url)
+    return SqsTaskQueue(client, url, settings.dead_letter_queue_url)
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,12 +79,29 @@ def aws_client(service: str):
 
 def service(settings: Optional[Settings] = None) -> TaskService:
     settings = settings or current_settings()
-    return TaskService(store(settings), queue(settings))
+    return TaskService(store(settings), queue(settings),
+                       stale_after_seconds=settings.stale_after_seconds,
+                       idempotency_ttl_seconds=settings.idempotency_ttl_seconds)
+
+
+def recovery(settings: Optional[Settings] = None):
+    from chalicelib.recovery import Recovery
+
+    settings = settings or current_settings()
+    return Recovery(store(settings), queue(settings), stale_after_seconds=settings.stale_after_seconds)
 
 
 def worker(settings: Optional[Settings] = None) -> Worker:
     settings = settings or current_settings()
-    return Worker(store(settings), work_delay_seconds=settings.work_delay_ms / 1000)
+    from chalicelib.worker import RetryPolicy
+
+    return Worker(
+        store(settings), queue(settings),
+        work_delay_seconds=settings.work_delay_ms / 1000,
+        retry=RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
+        lease_seconds=settings.lease_seconds,
+        stale_after_seconds=settings.stale_after_seconds,
+    )
 
 
 def reset() -> None:

@@ -9,7 +9,8 @@ import functools
 import json
 from http import HTTPStatus
 
-from chalice import BadRequestError, ChaliceViewError, Response
+from chalice import (BadRequestError, ChaliceViewError, ConflictError, NotFoundError, Response,
+                     UnprocessableEntityError)
 
 
 class PayloadTooLargeError(ChaliceViewError):
@@ -25,6 +26,10 @@ class ServiceUnavailableError(ChaliceViewError):
 
 
 PROBLEM_JSON = "application/problem+json"
+
+# Routes whose body is ignored accept any content type (retry takes no body).
+ANY_BODY = ["application/json", "text/plain", "application/x-www-form-urlencoded",
+            "application/octet-stream", "multipart/form-data"]
 
 _MESSAGES = {
     415: "send the body as JSON with the header Content-Type: application/json",
@@ -63,7 +68,7 @@ def as_problem(response: Response) -> Response:
 def translated(view):
     """Turn the service's own errors into HTTP errors (inside the view, where
     Chalice would otherwise answer any other exception with a bare 500)."""
-    from chalicelib.service import QueueUnavailable
+    from chalicelib.service import KeyInFlight, KeyReused, QueueUnavailable, TaskNotFound, WrongState
     from chalicelib.store import InvalidCursor
     from chalicelib.validation import InvalidInput
 
@@ -77,6 +82,12 @@ def translated(view):
             raise BadRequestError(str(exc)) from None
         except QueueUnavailable as exc:
             raise ServiceUnavailableError(str(exc)) from None
+        except TaskNotFound as exc:
+            raise NotFoundError(str(exc)) from None
+        except (WrongState, KeyInFlight) as exc:
+            raise ConflictError(str(exc)) from None
+        except KeyReused as exc:
+            raise UnprocessableEntityError(str(exc)) from None
 
     return wrapper
 

@@ -34,6 +34,14 @@ class Settings:
     visibility_timeout_seconds: float = 30.0
     max_receive_count: int = 5
     dispatcher_enabled: bool = True
+    dead_letter_queue_url: Optional[str] = None
+    max_attempts: int = 3
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    lease_seconds: float = 120.0
+    stale_after_seconds: float = 900.0
+    recovery_interval_seconds: Optional[float] = None
+    idempotency_ttl_seconds: float = 86_400.0
 
 
 _VARIABLES = {
@@ -51,6 +59,14 @@ _VARIABLES = {
     "TASKS_VISIBILITY_TIMEOUT_S": ("visibility_timeout_seconds", float),
     "TASKS_MAX_RECEIVE_COUNT": ("max_receive_count", int),
     "TASKS_LOCAL_DISPATCHER": ("dispatcher_enabled", lambda v: v.lower() in ("1", "true", "yes", "on")),
+    "TASKS_DLQ_URL": ("dead_letter_queue_url", str),
+    "TASKS_MAX_ATTEMPTS": ("max_attempts", int),
+    "TASKS_RETRY_BASE_S": ("retry_base_seconds", float),
+    "TASKS_RETRY_MAX_S": ("retry_max_seconds", float),
+    "TASKS_LEASE_S": ("lease_seconds", float),
+    "TASKS_STALE_AFTER_S": ("stale_after_seconds", float),
+    "TASKS_RECOVERY_INTERVAL_S": ("recovery_interval_seconds", float),
+    "TASKS_IDEMPOTENCY_TTL_S": ("idempotency_ttl_seconds", float),
 }
 
 
@@ -77,8 +93,15 @@ def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:
         ("TASKS_MAX_BODY_BYTES", "max_body_bytes", 1),
         ("TASKS_VISIBILITY_TIMEOUT_S", "visibility_timeout_seconds", 0),
         ("TASKS_MAX_RECEIVE_COUNT", "max_receive_count", 1),
+        ("TASKS_MAX_ATTEMPTS", "max_attempts", 1),
+        ("TASKS_RETRY_BASE_S", "retry_base_seconds", 0),
+        ("TASKS_RETRY_MAX_S", "retry_max_seconds", 0),
+        ("TASKS_LEASE_S", "lease_seconds", 1),
+        ("TASKS_STALE_AFTER_S", "stale_after_seconds", 1),
+        ("TASKS_IDEMPOTENCY_TTL_S", "idempotency_ttl_seconds", 86_400),
     ):
-        if getattr(settings, name) < low:
+        value = getattr(settings, name)
+        if value is not None and value < low:
             raise ConfigurationError(f"{variable} must be at least {low}")
     return settings
 

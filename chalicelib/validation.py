@@ -69,6 +69,22 @@ def parse_new_task(raw_body: bytes, max_bytes: int) -> NewTask:
     return NewTask(action=action, data=data)
 
 
+MAX_KEY_LENGTH = 255
+
+
+def parse_idempotency_key(headers: Mapping[str, str]) -> Optional[str]:
+    """The Idempotency-Key header's value, if sent."""
+    key = headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if key.startswith('"') and key.endswith('"') and len(key) >= 2:
+        key = key[1:-1]  # the draft writes the key as a structured-field string
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(" " <= ch <= "~" for ch in key):
+        raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")
+    return key
+
+
 def parse_list_query(params: Optional[Mapping[str, str]]) -> ListQuery:
     params = params or {}
     status = params.get("status")

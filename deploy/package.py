@@ -37,17 +37,18 @@ def app_routes() -> list:
     return sorted((path, method) for path, entries in app.routes.items() for method in entries)
 
 
-def worker_name() -> str:
+def handler_name(kind) -> str:
     from app import app
-    from chalice.app import SQSEventConfig
 
-    [source] = [s for s in app.event_sources if isinstance(s, SQSEventConfig)]
+    [source] = [s for s in app.event_sources if isinstance(s, kind)]
     return source.name
 
 
 def build_merge_template(stage: str) -> dict:
     config = stage_config(stage)
-    worker = worker_name()
+    from chalice.app import ScheduledEventConfig, SQSEventConfig
+
+    worker = handler_name(SQSEventConfig)
     environment = config.environment_variables
     worker_config = Config(chalice_stage=stage, function_name=worker,
                            config_from_disk=config.config_from_disk)
@@ -58,6 +59,7 @@ def build_merge_template(stage: str) -> dict:
         auth=environment.get("TASKS_API_AUTH", "iam"),
         max_receive_count=int(environment.get("TASKS_MAX_RECEIVE_COUNT", "5")),
         routes=app_routes(),
+        recovery=handler_name(ScheduledEventConfig),
     )
 
 

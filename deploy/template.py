@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Tuple
 
-from chalicelib.store.dynamodb import BY_STATUS, BY_TIME, TABLE_SCHEMA
+from chalicelib.store.dynamodb import BY_DUE, BY_STATUS, BY_TIME, TABLE_SCHEMA, TTL_ATTRIBUTE
 
 API_FUNCTION = "APIHandler"
 API_ROLE = "ApiHandlerRole"
@@ -61,8 +61,14 @@ def _log_group(suffix: str) -> dict:
 def _environment() -> dict:
     return {"Environment": {"Variables": {
         "TASKS_QUEUE_URL": {"Ref": "TasksQueue"},
+        "TASKS_DLQ_URL": {"Ref": "TasksDeadLetterQueue"},
         "TASKS_TABLE_NAME": {"Ref": "TasksTable"},
     }}}
+
+
+def _function(suffix: str, **properties) -> dict:
+    return {"Properties": {"FunctionName": _function_name(suffix), "Runtime": LAMBDA_RUNTIME,
+                           **_environment(), **properties}}
 
 
 def _security(routes: Iterable[Tuple[str, str]], auth: str) -> Dict[str, Any]:
@@ -104,14 +110,21 @@ def _api_key_resources(api_stage: str) -> dict:
 
 
 def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: str,
-                   max_receive_count: int, routes: Iterable[Tuple[str, str]]) -> dict:
-    """The template to merge for a stage whose SQS handler is named `worker`."""
+                   max_receive_count: int, routes: Iterable[Tuple[str, str]],
+                   recovery: str = "recover_tasks") -> dict:
+    """The template to merge for a stage whose SQS handler is named `worker` and
+    whose scheduled recovery function is named `recovery`."""
     if auth not in AUTH_MODES:
         raise ValueError(f"TASKS_API_AUTH must be one of {', '.join(AUTH_MODES)}; got {auth!r}")
     worker_function = _camel(worker)
     worker_role = f"{worker_function}Role"
+    recovery_function = _camel(recovery)
+    recovery_role = f"{recovery_function}Role"
     table_arn = _arn("TasksTable")
-    index_arns = [{"Fn::Sub": f"${{TasksTable.Arn}}/index/{index}"} for index in (BY_TIME, BY_STATUS)]
+
+    def index_arns(*indexes):
+        return [{"Fn::Sub": f"${{TasksTable.Arn}}/index/{index}"} for index in indexes]
+
     resources: Dict[str, Any] = {
         "TasksDeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
@@ -130,32 +143,30 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         },
         "TasksTable": {
             "Type": "AWS::DynamoDB::Table",
-            "Properties": {**TABLE_SCHEMA, "SSESpecification": {"SSEEnabled": True}},
+            "Properties": {
+                **TABLE_SCHEMA,
+                "SSESpecification": {"SSEEnabled": True},
+                "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+            },
         },
         "ApiLogGroup": _log_group("api"),
         "WorkerLogGroup": _log_group("worker"),
-        API_FUNCTION: {"Properties": {
-            "FunctionName": _function_name("api"), "Runtime": LAMBDA_RUNTIME, **_environment(),
-        }},
-        worker_function: {
-            "Properties": {
-                "FunctionName": _function_name("worker"),
-                "Runtime": LAMBDA_RUNTIME,
-                **_environment(),
-                "Events": {f"{worker_function}SqsEventSource": {"Properties": {
-                    # Same key as Chalice's Fn::Sub, so the merge replaces its value.
-                    "Queue": {"Fn::Sub": "${TasksQueue.Arn}"},
-                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                }}},
-            },
-        },
+        "RecoveryLogGroup": _log_group("recovery"),
+        API_FUNCTION: _function("api"),
+        worker_function: _function("worker", Events={f"{worker_function}SqsEventSource": {"Properties": {
+            # Same key as Chalice's Fn::Sub, so the merge replaces its value.
+            "Queue": {"Fn::Sub": "${TasksQueue.Arn}"},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        }}}),
+        recovery_function: _function("recovery"),
         API_ROLE: _role_policy(API_ROLE, [
             _log_statement("ApiLogGroup"),
             {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksQueue")},
             {"Effect": "Allow",
-             "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"],
+             "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem",
+                        "dynamodb:UpdateItem"],
              "Resource": table_arn},
-            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns},
+            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns(BY_TIME, BY_STATUS)},
         ]),
         worker_role: _role_policy(worker_role, [
             _log_statement("WorkerLogGroup"),
@@ -163,8 +174,14 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
              "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                         "sqs:ChangeMessageVisibility"],
              "Resource": _arn("TasksQueue")},
-            {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
-             "Resource": table_arn},
+            {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksDeadLetterQueue")},
+            {"Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": table_arn},
+        ]),
+        recovery_role: _role_policy(recovery_role, [
+            _log_statement("RecoveryLogGroup"),
+            {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksQueue")},
+            {"Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": table_arn},
+            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns(BY_DUE)},
         ]),
     }
     security = _security(routes, auth)
@@ -178,6 +195,7 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         "TasksTableName": {"Value": {"Ref": "TasksTable"}},
         "ApiLogGroupName": {"Value": {"Ref": "ApiLogGroup"}},
         "WorkerLogGroupName": {"Value": {"Ref": "WorkerLogGroup"}},
+        "RecoveryLogGroupName": {"Value": {"Ref": "RecoveryLogGroup"}},
     }
     if auth == "api_key":
         outputs["ApiKeyId"] = {"Value": {"Ref": "ApiKey"}}

@@ -41,6 +41,18 @@ def test_table_is_on_demand_with_the_store_indexes(template):
     }
 
 
+def test_recovery_runs_on_a_schedule(template):
+    recovery = template["Resources"]["RecoverTasks"]["Properties"]
+    [event] = recovery["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == "rate(1 minute)"
+
+
+def test_idempotency_records_expire_through_ttl(template):
+    table = template["Resources"]["TasksTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
 def test_worker_reports_batch_item_failures_from_the_tasks_queue(template):
     worker = template["Resources"]["ProcessTasks"]["Properties"]
     [source] = worker["Events"].values()
@@ -52,9 +64,10 @@ def test_worker_reports_batch_item_failures_from_the_tasks_queue(template):
 
 
 def test_functions_get_resource_names_through_refs(template):
-    for name in ("APIHandler", "ProcessTasks"):
+    for name in ("APIHandler", "ProcessTasks", "RecoverTasks"):
         variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert variables["TASKS_QUEUE_URL"] == {"Ref": "TasksQueue"}
+        assert variables["TASKS_DLQ_URL"] == {"Ref": "TasksDeadLetterQueue"}
         assert variables["TASKS_TABLE_NAME"] == {"Ref": "TasksTable"}
         assert variables["TASKS_STORE"] == "dynamodb" and variables["TASKS_QUEUE"] == "sqs"
 
@@ -66,7 +79,7 @@ def policy_statements(role):
 
 def test_no_wildcard_action_or_resource_in_any_role(template):
     roles = resources_of(template, "AWS::IAM::Role")
-    assert set(roles) == {"ApiHandlerRole", "ProcessTasksRole"}
+    assert set(roles) == {"ApiHandlerRole", "ProcessTasksRole", "RecoverTasksRole"}
     for name, role in roles.items():
         statements = list(policy_statements(role))
         assert statements, name

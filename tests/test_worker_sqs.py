@@ -71,10 +71,10 @@ def test_message_whose_task_store_fails_is_reported_alone(client, sqs_queue, mon
     messages = receive_all(sqs, url, expected=2)
     original_claim = SqliteTaskStore.claim
 
-    def flaky_claim(self, task_id, now):
+    def flaky_claim(self, task_id, now, **kwargs):
         if task_id == bad:
             raise RuntimeError("disk unavailable")
-        return original_claim(self, task_id, now)
+        return original_claim(self, task_id, now, **kwargs)
 
     monkeypatch.setattr(SqliteTaskStore, "claim", flaky_claim)
     payload = invoke_worker(client, lambda_event(sqs, url, messages))

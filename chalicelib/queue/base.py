@@ -14,6 +14,14 @@ class TaskQueue(ABC):
     def send(self, body: str) -> str:
         """Publish one message; its message id. Raises PublishError."""
 
+    @abstractmethod
+    def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
+        """Make a received message visible again after `delay_seconds` (backoff)."""
+
+    @abstractmethod
+    def dead_letter(self, receipt_handle: str, body: str) -> None:
+        """Put a received message in the dead-letter queue; the caller then acknowledges it."""
+
     def publish_task(self, task_id: str) -> str:
         return self.send(json.dumps({"task_id": task_id}))
 

@@ -114,6 +114,15 @@ class EmbeddedQueue(TaskQueue):
     def delete(self, receipt_handle: str) -> bool:
         return self._db.execute("DELETE FROM messages WHERE receipt_handle = ?", (receipt_handle,)) == 1
 
+    def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
+        self.change_visibility(receipt_handle, delay_seconds)
+
+    def dead_letter(self, receipt_handle: str, body: str) -> None:
+        self._db.execute(
+            "UPDATE messages SET queue = ?, visible_at = ?, receipt_handle = NULL WHERE receipt_handle = ?",
+            (dead_letter_name(self.name), self._now(), receipt_handle),
+        )
+
     def change_visibility(self, receipt_handle: str, timeout: float) -> bool:
         return self._db.execute(
             "UPDATE messages SET visible_at = ? WHERE receipt_handle = ?",

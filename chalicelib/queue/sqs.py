@@ -1,7 +1,7 @@
 """Amazon SQS as the tasks queue."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -9,12 +9,29 @@ from chalicelib.queue.base import PublishError, TaskQueue
 
 
 class SqsTaskQueue(TaskQueue):
-    def __init__(self, client: Any, queue_url: str) -> None:
+    # SQS's ceiling for a message's visibility timeout.
+    MAX_VISIBILITY_SECONDS = 12 * 60 * 60
+
+    def __init__(self, client: Any, queue_url: str, dead_letter_url: Optional[str] = None) -> None:
         self._client = client
         self.url = queue_url
+        self._dead_letter_url = dead_letter_url
 
     def send(self, body: str) -> str:
         try:
             return self._client.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
         except (BotoCoreError, ClientError) as exc:
             raise PublishError(f"SQS refused the message: {exc}") from exc
+
+    def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
+        self._client.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=receipt_handle,
+            VisibilityTimeout=int(min(max(delay_seconds, 0), self.MAX_VISIBILITY_SECONDS)),
+        )
+
+    def dead_letter(self, receipt_handle: str, body: str) -> None:
+        if not self._dead_letter_url:
+            # Without a dead-letter queue URL the message is left to the queue's
+            # redrive policy: report it failed and SQS moves it after maxReceiveCount.
+            raise PublishError("no dead-letter queue configured (TASKS_DLQ_URL)")
+        self._client.send_message(QueueUrl=self._dead_letter_url, MessageBody=body)

@@ -92,6 +92,10 @@ class TaskStore(ABC):
     def forget_key(self, key: str, task_id: str) -> None:
         """Remove the key's record if it still names `task_id`."""
 
+    @abstractmethod
+    def purge_expired_keys(self, now: datetime) -> int:
+        """Delete expired Idempotency-Key records (a store with its own expiry does nothing)."""
+
     def _move(self, task_id: str, frm: Iterable[Status], to: Status, fields: dict,
               expect_attempts: Optional[int] = None, increment_attempts: bool = False) -> Optional[Task]:
         frm = frozenset(frm)

@@ -1,0 +1,53 @@
+"""Finding tasks that stopped moving and setting them going again.
+
+A task that is not final carries a due time. Queued, it is due when its
+message should long since have been taken (the publish after the insert never
+happened, or the message was lost); running, when its worker's lease ran out
+(the worker died). Recovery queues it again and publishes a fresh message.
+A duplicate message is harmless: the attempt number lets only one run record
+an outcome, and a message for a final task is dropped.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Dict
+
+from chalicelib import logs
+from chalicelib.queue import PublishError, TaskQueue
+from chalicelib.store import TaskStore
+from chalicelib.tasks import Status, utcnow
+
+
+class Recovery:
+    def __init__(self, store: TaskStore, queue: TaskQueue, stale_after_seconds: float = 900.0,
+                 batch: int = 100) -> None:
+        self._store = store
+        self._queue = queue
+        self._stale_after = timedelta(seconds=stale_after_seconds)
+        self._batch = batch
+
+    def run(self) -> Dict[str, int]:
+        """One pass; how many tasks it re-published, by the status they were in."""
+        counts = {"queued": 0, "running": 0, "publish_failed": 0}
+        now = utcnow()
+        for task in self._store.due(now, self._batch):
+            if task.status is Status.RUNNING:
+                reason = f"worker lease expired on attempt {task.attempts}"
+                requeued = self._store.requeue(task.id, task.attempts, now + self._stale_after,
+                                               error=reason, frm=(Status.RUNNING,))
+            else:
+                reason = "queued without being taken; message re-published"
+                requeued = self._store.requeue(task.id, task.attempts, now + self._stale_after,
+                                               frm=(Status.QUEUED,))
+            if requeued is None:
+                continue  # it moved on meanwhile
+            try:
+                self._queue.publish_task(task.id)
+            except PublishError as exc:
+                counts["publish_failed"] += 1  # still queued and due again later
+                logs.problem("recovery could not publish", task_id=task.id, error=str(exc))
+                continue
+            counts[task.status.value] += 1
+            logs.state_change(requeued, reason=reason)
+        self._store.purge_expired_keys(now)
+        return counts
