@@ -1,6 +1,7 @@
 """The cloud stage end to end under moto: API -> SQS -> worker -> DynamoDB -> API,
 with resources built as the packaged template declares them."""
 import json
+import time
 
 import boto3
 import pytest
@@ -38,6 +39,7 @@ def cloud(monkeypatch, template, chalice_app):
         boto3.client("dynamodb").create_table(
             TableName="prod-tasks", **{k: table[k] for k in TABLE_SCHEMA})
         monkeypatch.setenv("TASKS_QUEUE_URL", url)
+        monkeypatch.setenv("TASKS_DLQ_URL", dlq_url)
         monkeypatch.setenv("TASKS_TABLE_NAME", "prod-tasks")
         factory.reset()
         calls = []
@@ -71,6 +73,20 @@ def test_prod_stage_runs_the_whole_flow_on_dynamodb_and_sqs(cloud):
     assert [t["id"] for t in completed["tasks"] + rest["tasks"]] == list(reversed(ids))
     one = json.loads(client.http.get(f"/tasks/{ids[0]}").body)
     assert one["status"] == "completed" and one["attempts"] == 1
+
+
+def test_exhausted_retries_dead_letter_the_message_in_the_cloud(cloud, monkeypatch):
+    from chalicelib import actions
+
+    client, sqs, url, _ = cloud
+    monkeypatch.setenv("TASKS_MAX_ATTEMPTS", "1")
+    monkeypatch.setitem(actions.ACTIONS, "explode", lambda data: 1 / 0)
+    task_id = json.loads(post_task(client, {"action": "explode"}).body)["id"]
+    assert invoke(client, sqs, url, receive_all(sqs, url, expected=1)) == {"batchItemFailures": []}
+    task = json.loads(client.http.get(f"/tasks/{task_id}").body)
+    assert task["status"] == "failed" and task["error"].startswith("ZeroDivisionError")
+    dlq_url = factory.current_settings().dead_letter_queue_url
+    assert receive_all(sqs, dlq_url, expected=1)[0]["Body"] == json.dumps({"task_id": task_id})
 
 
 def test_one_failing_message_is_the_only_batch_item_failure(cloud, monkeypatch):
@@ -108,17 +124,30 @@ def test_redelivery_in_the_cloud_does_not_rerun_a_completed_task(cloud):
     assert json.loads(client.http.get(f"/tasks/{task_id}").body) == before
 
 
-def test_code_calls_only_what_each_role_allows(cloud, template):
+def test_code_calls_only_what_each_role_allows(cloud, template, monkeypatch):
     client, sqs, url, calls = cloud
-    post_task(client, {"action": "sum", "data": {"numbers": [1]}})
+    post_task(client, {"action": "sum", "data": {"numbers": [1]}}, headers={"Idempotency-Key": "k"})
+    post_task(client, {"action": "sum", "data": {"numbers": [1]}}, headers={"Idempotency-Key": "k"})
+    doomed = json.loads(post_task(client, {"action": "sum"}).body)["id"]
+    client.http.delete(f"/tasks/{doomed}")
+    client.http.post(f"/tasks/{doomed}/retry")
     client.http.get("/tasks")
     client.http.get("/tasks?status=queued")
+    client.http.get(f"/tasks/{doomed}")
     api_calls = set(calls)
     calls.clear()
     event = lambda_event(sqs, url, receive_all(sqs, url, expected=1))
     calls.clear()  # the test's own receive is not the worker's
     client.lambda_.invoke("process_tasks", event)
     worker_calls = set(calls)
+    monkeypatch.setenv("TASKS_STALE_AFTER_S", "1")
+    post_task(client, {"action": "sum"})
+    time.sleep(1.1)
+    calls.clear()
+    event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event",
+                                            detail={}, resources=[])
+    assert client.lambda_.invoke("recover_tasks", event).payload["queued"] == 1
+    recovery_calls = set(calls)
 
     def allowed(role):
         statements = template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
@@ -126,3 +155,4 @@ def test_code_calls_only_what_each_role_allows(cloud, template):
 
     assert api_calls and api_calls <= allowed("ApiHandlerRole"), api_calls
     assert worker_calls and worker_calls <= allowed("ProcessTasksRole"), worker_calls
+    assert recovery_calls and recovery_calls <= allowed("RecoverTasksRole"), recovery_calls

@@ -12,13 +12,14 @@ import os
 from typing import Optional
 
 from chalice import Chalice
-from chalice.app import SQSEventConfig
+from chalice.app import ScheduledEventConfig, SQSEventConfig
 
 from chalicelib import factory, logs
 
 # The dispatcher (and chalice.local with it) is imported only where it runs,
 # keeping it out of a Lambda's cold start.
 _dispatcher = None
+_schedulers: list = []
 
 
 def serving_locally() -> bool:
@@ -61,6 +62,22 @@ def build_dispatcher(app: Chalice, settings=None):
     )
 
 
+def build_schedulers(app: Chalice, settings=None) -> list:
+    """A Scheduler for each @app.schedule function with a Rate; TASKS_RECOVERY_INTERVAL_S
+    overrides the rate (tests and demos want it faster)."""
+    from chalicelib.local.scheduler import Scheduler, interval_of
+
+    settings = settings or factory.current_settings()
+    schedulers = []
+    for source in app.event_sources:
+        if not isinstance(source, ScheduledEventConfig):
+            continue
+        interval = settings.recovery_interval_seconds or interval_of(source.schedule_expression)
+        if interval:
+            schedulers.append(Scheduler(app.handler_map[source.name], source.name, interval))
+    return schedulers
+
+
 def start_if_serving_locally(app: Chalice) -> None:
     global _dispatcher
     if _dispatcher is not None or not serving_locally():
@@ -75,6 +92,10 @@ def start_if_serving_locally(app: Chalice) -> None:
         _dispatcher.start()
         logs.note("local queue dispatcher started", queue=settings.queue_name,
                   batch_size=_dispatcher.batch_size, concurrency=_dispatcher.concurrency)
+    for scheduler in build_schedulers(app, settings):
+        scheduler.start()
+        _schedulers.append(scheduler)
+        logs.note("local schedule started", every_s=scheduler.interval)
 
 
 def _warn_if_watched(settings) -> None:

@@ -1,0 +1,274 @@
+"""Retries, dead letters, operator retry and cancel, recovery and idempotency keys."""
+import json
+from datetime import timedelta
+
+import pytest
+
+from chalicelib import actions, factory
+from chalicelib.local.runtime import build_dispatcher, build_schedulers
+from chalicelib.queue.embedded import dead_letter_name
+from chalicelib.tasks import Status, Task, utcnow
+from chalicelib.worker import RetryPolicy
+from tests.conftest import post_task
+from tests.sqs_events import lambda_event, receive_all
+
+
+class Flaky:
+    """An action that raises for its first `failures` runs."""
+
+    def __init__(self, failures):
+        self.failures = failures
+        self.runs = 0
+
+    def __call__(self, data):
+        self.runs += 1
+        if self.runs <= self.failures:
+            raise RuntimeError(f"transient failure {self.runs}")
+        return "recovered"
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    def install(failures):
+        action = Flaky(failures)
+        monkeypatch.setitem(actions.ACTIONS, "flaky", action)
+        return action
+    return install
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    monkeypatch.setenv("TASKS_RETRY_BASE_S", "0")
+
+
+def task_of(client, task_id):
+    return json.loads(client.http.get(f"/tasks/{task_id}").body)
+
+
+def submit(client, body):
+    response = post_task(client, body)
+    assert response.status_code == 202, response.body
+    return json.loads(response.body)["id"]
+
+
+def queue_depths():
+    queue = factory.queue(factory.current_settings())
+    return queue.depth(), queue.depth(dead_letter_name(queue.name))
+
+
+def test_backoff_doubles_up_to_the_cap():
+    policy = RetryPolicy(max_attempts=6, base_seconds=2, max_seconds=10)
+    assert [policy.delay(n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
+
+
+def test_raising_action_is_retried_until_it_succeeds(client, chalice_app, flaky, no_backoff):
+    action = flaky(2)
+    task_id = submit(client, {"action": "flaky"})
+    build_dispatcher(chalice_app).drain()
+    task = task_of(client, task_id)
+    assert task["status"] == "completed" and task["result"] == {"output": "recovered"}
+    assert task["attempts"] == 3 and action.runs == 3
+    assert queue_depths() == (0, 0)
+
+
+def test_last_failed_attempt_fails_the_task_and_dead_letters_its_message(client, chalice_app, flaky, no_backoff):
+    action = flaky(99)
+    task_id = submit(client, {"action": "flaky"})
+    build_dispatcher(chalice_app).drain()
+    task = task_of(client, task_id)
+    assert task["status"] == "failed" and task["attempts"] == 3 and action.runs == 3
+    assert task["error"] == "RuntimeError: transient failure 3"
+    assert queue_depths() == (0, 1)
+
+
+def test_unusable_data_fails_at_once_without_retries(client, chalice_app, no_backoff):
+    task_id = submit(client, {"action": "sum", "data": {"numbers": ["x"]}})
+    build_dispatcher(chalice_app).drain()
+    task = task_of(client, task_id)
+    assert task["status"] == "failed" and task["attempts"] == 1
+    assert queue_depths() == (0, 0)
+
+
+def test_retry_waits_for_the_backoff_on_the_embedded_queue(client, chalice_app, flaky, monkeypatch):
+    monkeypatch.setenv("TASKS_RETRY_BASE_S", "60")
+    flaky(1)
+    task_id = submit(client, {"action": "flaky"})
+    build_dispatcher(chalice_app).drain()
+    task = task_of(client, task_id)
+    assert task["status"] == "queued" and task["attempts"] == 1
+    assert task["error"] == "RuntimeError: transient failure 1"
+    assert factory.queue(factory.current_settings()).seconds_until_visible() > 55
+
+
+def test_sqs_retry_changes_visibility_then_dead_letters(client, sqs_queue, flaky, monkeypatch):
+    sqs, url = sqs_queue
+    dlq_url = sqs.create_queue(QueueName="tasks-dlq")["QueueUrl"]
+    monkeypatch.setenv("TASKS_DLQ_URL", dlq_url)
+    monkeypatch.setenv("TASKS_MAX_ATTEMPTS", "2")
+    flaky(99)
+    task_id = submit(client, {"action": "flaky"})
+    first = receive_all(sqs, url, expected=1)
+    payload = client.lambda_.invoke("process_tasks", lambda_event(sqs, url, first)).payload
+    assert payload == {"batchItemFailures": [{"itemIdentifier": first[0]["MessageId"]}]}
+    assert receive_all(sqs, url, expected=1) == []  # hidden for the 2 s backoff
+    assert task_of(client, task_id)["status"] == "queued"
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"], VisibilityTimeout=0)
+    second = receive_all(sqs, url, expected=1)
+    payload = client.lambda_.invoke("process_tasks", lambda_event(sqs, url, second)).payload
+    assert payload == {"batchItemFailures": []}
+    task = task_of(client, task_id)
+    assert task["status"] == "failed" and task["attempts"] == 2
+    [dead] = receive_all(sqs, dlq_url, expected=1)
+    assert json.loads(dead["Body"]) == {"task_id": task_id}
+
+
+def test_operator_retry_requeues_a_failed_task(client, chalice_app, flaky, no_backoff):
+    flaky(3)  # fails all three attempts, then works
+    task_id = submit(client, {"action": "flaky"})
+    build_dispatcher(chalice_app).drain()
+    assert task_of(client, task_id)["status"] == "failed"
+    response = client.http.post(f"/tasks/{task_id}/retry")
+    assert response.status_code == 202
+    assert json.loads(response.body) == {"id": task_id, "status": "queued"}
+    build_dispatcher(chalice_app).drain()
+    task = task_of(client, task_id)
+    assert task["status"] == "completed" and task["attempts"] == 1 and task["error"] is None
+
+
+def test_retry_of_a_task_that_is_not_failed_is_409(client, chalice_app):
+    task_id = submit(client, {"action": "sum"})
+    response = client.http.post(f"/tasks/{task_id}/retry")
+    assert response.status_code == 409
+    assert "only a failed task can be retried; this one is queued" in json.loads(response.body)["error"]
+    assert client.http.post("/tasks/00000000-0000-4000-8000-000000000000/retry").status_code == 404
+
+
+def test_cancel_a_queued_task_and_its_message_is_dropped(client, chalice_app):
+    task_id = submit(client, {"action": "sum", "data": {"numbers": [1]}})
+    response = client.http.delete(f"/tasks/{task_id}")
+    assert response.status_code == 200
+    assert json.loads(response.body)["status"] == "cancelled"
+    build_dispatcher(chalice_app).drain()
+    task = task_of(client, task_id)
+    assert task["status"] == "cancelled" and task["attempts"] == 0 and task["result"] is None
+    assert queue_depths() == (0, 0)
+    again = client.http.delete(f"/tasks/{task_id}")
+    assert again.status_code == 409 and "cancelled" in json.loads(again.body)["error"]
+    assert client.http.delete("/tasks/00000000-0000-4000-8000-000000000000").status_code == 404
+
+
+def test_cancel_of_a_running_task_is_409(client):
+    task_id = submit(client, {"action": "sum"})
+    factory.store(factory.current_settings()).claim(task_id, utcnow())
+    response = client.http.delete(f"/tasks/{task_id}")
+    assert response.status_code == 409
+    assert "this one is running" in json.loads(response.body)["error"]
+
+
+def test_recovery_publishes_a_queued_task_whose_message_was_never_sent(client, chalice_app, monkeypatch):
+    monkeypatch.setenv("TASKS_STALE_AFTER_S", "1")
+    store = factory.store(factory.current_settings())
+    past = utcnow() - timedelta(seconds=5)
+    orphan = Task.new("uppercase", {"text": "lost"}, now=past, due_at=past)
+    store.insert(orphan)  # as if the process died between the insert and the publish
+    result = client.lambda_.invoke("recover_tasks", client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])).payload
+    assert result == {"queued": 1, "running": 0, "publish_failed": 0}
+    build_dispatcher(chalice_app).drain()
+    assert task_of(client, orphan.id)["result"] == {"output": "LOST"}
+
+
+def test_recovery_requeues_a_task_whose_worker_died(client, chalice_app, monkeypatch):
+    task_id = submit(client, {"action": "sum", "data": {"numbers": [20, 22]}})
+    settings = factory.current_settings()
+    queue = factory.queue(settings)
+    [message] = queue.receive(1)  # the worker took the message ...
+    store = factory.store(settings)
+    store.claim(task_id, utcnow() - timedelta(seconds=10), lease_until=utcnow() - timedelta(seconds=1))
+    # ... and died: its lease is over, its message still hidden for 30 s.
+    [scheduler] = build_schedulers(chalice_app)
+    assert scheduler.run_once() == {"queued": 0, "running": 1, "publish_failed": 0}
+    task = task_of(client, task_id)
+    assert task["status"] == "queued" and "lease expired" in task["error"]
+    build_dispatcher(chalice_app).drain()
+    task = task_of(client, task_id)
+    assert task["status"] == "completed" and task["result"] == {"output": 42} and task["attempts"] == 2
+    assert queue.delete(message.receipt_handle) is True  # the dead worker's copy is still there
+
+
+def test_nothing_due_means_nothing_republished(client, chalice_app):
+    submit(client, {"action": "sum"})
+    [scheduler] = build_schedulers(chalice_app)
+    assert scheduler.run_once() == {"queued": 0, "running": 0, "publish_failed": 0}
+    assert queue_depths() == (1, 0)
+
+
+def test_local_schedule_runs_at_the_registered_rate(chalice_app, monkeypatch):
+    [scheduler] = build_schedulers(chalice_app)
+    assert scheduler.interval == 60
+    monkeypatch.setenv("TASKS_RECOVERY_INTERVAL_S", "2")
+    [scheduler] = build_schedulers(chalice_app)
+    assert scheduler.interval == 2
+
+
+def test_same_idempotency_key_and_body_returns_the_original_task(client):
+    body = {"action": "uppercase", "data": {"text": "once"}}
+    first = post_task(client, body, headers={"Idempotency-Key": "order-17"})
+    second = post_task(client, body, headers={"Idempotency-Key": "order-17"})
+    assert first.status_code == second.status_code == 202
+    assert json.loads(first.body) == json.loads(second.body)
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert json.loads(client.http.get("/tasks").body)["count"] == 1
+    assert queue_depths() == (1, 0)
+
+
+def test_same_idempotency_key_with_a_different_body_is_422(client):
+    post_task(client, {"action": "sum", "data": {"numbers": [1]}}, headers={"Idempotency-Key": "k"})
+    response = post_task(client, {"action": "sum", "data": {"numbers": [2]}}, headers={"Idempotency-Key": "k"})
+    assert response.status_code == 422
+    assert "different request body" in json.loads(response.body)["error"]
+    assert json.loads(client.http.get("/tasks").body)["count"] == 1
+
+
+def test_idempotency_key_is_kept_24_hours(client, monkeypatch):
+    from chalicelib import service as service_module
+
+    body = {"action": "sum"}
+    first = json.loads(post_task(client, body, headers={"Idempotency-Key": "day"}).body)
+    real_now = service_module.utcnow
+    monkeypatch.setattr(service_module, "utcnow", lambda: real_now() + timedelta(hours=23, minutes=59))
+    assert json.loads(post_task(client, body, headers={"Idempotency-Key": "day"}).body) == first
+    monkeypatch.setattr(service_module, "utcnow", lambda: real_now() + timedelta(hours=24, minutes=1))
+    later = json.loads(post_task(client, body, headers={"Idempotency-Key": "day"}).body)
+    assert later["id"] != first["id"]
+
+
+def test_bad_idempotency_key_is_400(client):
+    response = post_task(client, {"action": "sum"}, headers={"Idempotency-Key": "x" * 300})
+    assert response.status_code == 400
+    assert "Idempotency-Key must be" in json.loads(response.body)["error"]
+
+
+def test_key_of_a_failed_publish_can_be_used_again(client, monkeypatch):
+    from chalicelib.queue import PublishError
+    from chalicelib.queue.embedded import EmbeddedQueue
+
+    real_send = EmbeddedQueue.send
+    monkeypatch.setattr(EmbeddedQueue, "send", lambda self, body: (_ for _ in ()).throw(PublishError("down")))
+    assert post_task(client, {"action": "sum"}, headers={"Idempotency-Key": "again"}).status_code == 503
+    monkeypatch.setattr(EmbeddedQueue, "send", real_send)
+    assert post_task(client, {"action": "sum"}, headers={"Idempotency-Key": "again"}).status_code == 202
+
+
+def test_unexpected_error_is_a_500_without_a_stack_trace(client, monkeypatch):
+    from chalicelib.service import TaskService
+
+    def explode(self, query):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(TaskService, "list", explode)
+    response = client.http.get("/tasks")
+    assert response.status_code == 500
+    body = response.body.decode()
+    assert "Traceback" not in body and "secret internals" not in body
+    assert json.loads(body)["error"] == "the service failed to handle the request; it has been logged"
