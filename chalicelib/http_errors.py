@@ -68,7 +68,7 @@ def as_problem(response: Response) -> Response:
 def translated(view):
     """Turn the service's own errors into HTTP errors (inside the view, where
     Chalice would otherwise answer any other exception with a bare 500)."""
-    from chalicelib.service import KeyInFlight, KeyReused, QueueUnavailable, TaskNotFound, WrongState
+    from chalicelib.service import KeyReused, QueueUnavailable, TaskNotFound, WrongState
     from chalicelib.store import InvalidCursor
     from chalicelib.validation import InvalidInput
 
@@ -84,7 +84,7 @@ def translated(view):
             raise ServiceUnavailableError(str(exc)) from None
         except TaskNotFound as exc:
             raise NotFoundError(str(exc)) from None
-        except (WrongState, KeyInFlight) as exc:
+        except WrongState as exc:
             raise ConflictError(str(exc)) from None
         except KeyReused as exc:
             raise UnprocessableEntityError(str(exc)) from None

@@ -56,7 +56,6 @@ def _document() -> dict:
                     "responses": {
                         "202": _ok("Accepted and queued", "Accepted", _LOCATION),
                         "400": _problem("Invalid JSON, action or data"),
-                        "409": _problem("A request with this Idempotency-Key is still in progress"),
                         "413": _problem("Body over the size limit"),
                         "415": _problem("Body is not application/json"),
                         "422": _problem("Idempotency-Key reused with a different body"),

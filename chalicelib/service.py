@@ -4,19 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Optional
+from typing import Optional, Tuple
 
 from chalicelib import logs
 from chalicelib.queue import PublishError, TaskQueue
-from chalicelib.store import KeyRecord, TaskStore
+from chalicelib.store import KeyRecord, TaskExists, TaskStore
 from chalicelib.tasks import Page, Status, Task, utcnow
 from chalicelib.validation import ListQuery, NewTask
-
-# A key whose task never appeared (its request died mid-way) is taken over after this.
-ABANDONED_KEY_AFTER = timedelta(seconds=60)
-
 
 class QueueUnavailable(RuntimeError):
     """The task could not be queued; nothing was kept."""
@@ -32,10 +28,6 @@ class WrongState(RuntimeError):
 
 class KeyReused(ValueError):
     """An Idempotency-Key sent again with a different request body."""
-
-
-class KeyInFlight(RuntimeError):
-    """A request with the same Idempotency-Key is still being handled."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +56,18 @@ class TaskService:
         now = utcnow()
         task = Task.new(new.action, new.data, now=now, due_at=now + self._stale_after)
         if idempotency_key is not None:
-            earlier = self._claim_key(idempotency_key, fingerprint(new), task)
+            task_id, earlier = self._claim_key(idempotency_key, fingerprint(new), task)
             if earlier is not None:
                 return Submission(earlier, replayed=True)
-        self._store.insert(task)
+            task = replace(task, id=task_id)
+        try:
+            self._store.insert(task)
+        except TaskExists:
+            # A concurrent request with the same key inserted it first.
+            earlier = self._store.get(task.id)
+            if idempotency_key is None or earlier is None:
+                raise
+            return Submission(earlier, replayed=True)
         try:
             self._queue.publish_task(task.id)
         except PublishError as exc:
@@ -79,22 +79,21 @@ class TaskService:
         logs.state_change(task)
         return Submission(task)
 
-    def _claim_key(self, key: str, print_: str, task: Task) -> Optional[Task]:
-        """None when the key is now this task's; else the task an earlier request made."""
+    def _claim_key(self, key: str, print_: str, task: Task) -> Tuple[str, Optional[Task]]:
+        """The id the task must have, and the task an earlier request with this key made, if any.
+
+        When the key names a task that is not stored, the request that took the key
+        died before inserting it, or is still on its way: this request inserts it under
+        the same id, so whichever inserts second finds the first one's task.
+        """
         record = KeyRecord(key, print_, task.id, task.created_at, task.created_at + self._key_ttl)
         held = self._store.remember_key(record, task.created_at)
         if held is None:
-            return None
+            return task.id, None
         if held.fingerprint != print_:
             raise KeyReused("this Idempotency-Key was used with a different request body; "
                             "use a new key for a new task")
-        earlier = self._store.get(held.task_id)
-        if earlier is not None:
-            return earlier
-        if task.created_at - held.created_at < ABANDONED_KEY_AFTER:
-            raise KeyInFlight("a request with this Idempotency-Key is still in progress; retry shortly")
-        self._store.forget_key(key, held.task_id)
-        return self._claim_key(key, print_, task)
+        return held.task_id, self._store.get(held.task_id)
 
     def get(self, task_id: str) -> Optional[Task]:
         try:

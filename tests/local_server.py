@@ -22,10 +22,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def request(base_url: str, method: str, path: str, body=None, timeout: float = 10.0):
+def request(base_url: str, method: str, path: str, body=None, timeout: float = 10.0, headers=None):
     """(status, parsed JSON body) of one HTTP request."""
     data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"} if data is not None else {}
+    headers = {**({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})}
     req = urllib.request.Request(base_url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
@@ -82,8 +82,8 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def call(self, method: str, path: str, body=None):
-        return request(self.base_url, method, path, body)
+    def call(self, method: str, path: str, body=None, headers=None):
+        return request(self.base_url, method, path, body, headers=headers)
 
     def log_lines(self) -> list:
         lines = []

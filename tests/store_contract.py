@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.store import InvalidCursor, KeyRecord
+from chalicelib.store import InvalidCursor, KeyRecord, TaskExists
 from chalicelib.tasks import Status, Task, utcnow
 
 
@@ -16,6 +16,12 @@ class StoreContract:
         task = make_task("uppercase", {"text": "héllo", "nested": {"list": [1, 2.5, None, True]}})
         store.insert(task)
         assert store.get(task.id) == task
+
+    def test_duplicate_insert_is_refused(self, store):
+        task = make_task()
+        store.insert(task)
+        with pytest.raises(TaskExists):
+            store.insert(task)
 
     def test_unknown_task_is_none(self, store):
         assert store.get("00000000-0000-4000-8000-000000000000") is None

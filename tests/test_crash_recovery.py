@@ -1,10 +1,12 @@
 """kill -9 the real `chalice local` while clients submit: every task that got a 202
-reaches a final state with the right result, and none is completed twice."""
+reaches a final state with the right result; none is lost, created twice or
+completed twice."""
 import collections
 import http.client
 import random
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -22,32 +24,35 @@ def test_every_accepted_task_completes_exactly_once_across_kill_9(tmp_path):
         "TASKS_WORK_DELAY_MS": "2",
         "TASKS_VISIBILITY_TIMEOUT_S": "2",
         "TASKS_MAX_RECEIVE_COUNT": "1000",
+        "TASKS_LEASE_S": "3",
+        "TASKS_STALE_AFTER_S": "3",
+        "TASKS_RECOVERY_INTERVAL_S": "1",
     }).start()
     accepted = {}  # task id -> expected output
     lock = threading.Lock()
-    submitting = threading.Event()
-    submitting.set()
-    rng = random.Random(1234)
+    per_client = TASKS // CLIENTS
 
     def client(seed):
-        local_rng = random.Random(seed)
-        while submitting.is_set():
-            with lock:
-                if len(accepted) >= TASKS:
-                    return
-            numbers = [local_rng.randint(-1000, 1000) for _ in range(local_rng.randint(0, 5))]
-            try:
-                status, body = server.call("POST", "/tasks", {"action": "sum", "data": {"numbers": numbers}})
-            except (OSError, http.client.HTTPException):
-                time.sleep(0.05)  # the server is down or died mid-request: not accepted
-                continue
-            if status == 202:
-                with lock:
-                    accepted[body["id"]] = sum(numbers)
+        rng = random.Random(seed)
+        for _ in range(per_client):
+            numbers = [rng.randint(-1000, 1000) for _ in range(rng.randint(0, 5))]
+            key = str(uuid.uuid4())  # a retried request is the same task, never a second one
+            while True:
+                try:
+                    status, body = server.call("POST", "/tasks", {"action": "sum", "data": {"numbers": numbers}},
+                                               headers={"Idempotency-Key": key})
+                except (OSError, http.client.HTTPException):
+                    status = None  # down, or died mid-request: send the same request again
+                if status == 202:
+                    with lock:
+                        assert accepted.setdefault(body["id"], sum(numbers)) == sum(numbers)
+                    break
+                time.sleep(0.05)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
     for thread in threads:
         thread.start()
+    rng = random.Random(1234)
     kills = 0
     try:
         while kills < KILLS:
@@ -60,23 +65,22 @@ def test_every_accepted_task_completes_exactly_once_across_kill_9(tmp_path):
             server.start()
         for thread in threads:
             thread.join(120)
-        assert len(accepted) >= TASKS
+        assert len(accepted) == per_client * CLIENTS
 
         def all_final():
-            tasks = {t["id"]: t for t in server.all_tasks()}
-            pending = [i for i in accepted if tasks.get(i, {}).get("status") not in ("completed", "failed")]
-            return tasks if not pending else None
+            tasks = server.all_tasks()
+            return tasks if all(t["status"] in ("completed", "failed") for t in tasks) else None
 
         tasks = server.wait_until(all_final, timeout=90, interval=0.5)
-        assert tasks, "some accepted tasks never reached a final state"
+        assert tasks, "some tasks never reached a final state"
     finally:
-        submitting.clear()
         server.stop()
 
+    by_id = {t["id"]: t for t in tasks}
+    assert set(by_id) == set(accepted), "a task was created that no client was told about, or lost"
     for task_id, expected in accepted.items():
-        task = tasks[task_id]
-        assert task["status"] == "completed", task
-        assert task["result"] == {"output": expected}, task
+        assert by_id[task_id]["status"] == "completed", by_id[task_id]
+        assert by_id[task_id]["result"] == {"output": expected}, by_id[task_id]
     completions = collections.Counter(
         line["task_id"] for line in server.log_lines()
         if line.get("event") == "task_state" and line.get("status") == "completed"

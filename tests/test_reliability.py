@@ -272,3 +272,40 @@ def test_unexpected_error_is_a_500_without_a_stack_trace(client, monkeypatch):
     body = response.body.decode()
     assert "Traceback" not in body and "secret internals" not in body
     assert json.loads(body)["error"] == "the service failed to handle the request; it has been logged"
+
+
+def test_key_whose_request_died_before_the_insert_is_completed_by_the_retry(client):
+    from chalicelib.service import fingerprint
+    from chalicelib.store import KeyRecord
+    from chalicelib.validation import NewTask
+
+    body = {"action": "uppercase", "data": {"text": "resumed"}}
+    now = utcnow()
+    store = factory.store(factory.current_settings())
+    orphan_id = "5e1f0a4e-0000-4000-8000-000000000001"
+    store.remember_key(KeyRecord("died", fingerprint(NewTask(**body)), orphan_id, now,
+                                 now + timedelta(hours=24)), now)
+    response = post_task(client, body, headers={"Idempotency-Key": "died"})
+    assert response.status_code == 202
+    assert json.loads(response.body)["id"] == orphan_id
+    assert json.loads(client.http.get("/tasks").body)["count"] == 1
+
+
+def test_concurrent_insert_with_the_same_key_returns_the_winners_task(client, monkeypatch):
+    from chalicelib.store.sqlite import SqliteTaskStore
+
+    body = {"action": "sum", "data": {"numbers": [3]}}
+    first = json.loads(post_task(client, body, headers={"Idempotency-Key": "race"}).body)
+    # The loser read the key before the winner's insert: it tries to insert the same id.
+    real_get = SqliteTaskStore.get
+    calls = []
+
+    def get_before_insert(self, task_id):
+        calls.append(task_id)
+        return None if len(calls) == 1 else real_get(self, task_id)
+
+    monkeypatch.setattr(SqliteTaskStore, "get", get_before_insert)
+    second = post_task(client, body, headers={"Idempotency-Key": "race"})
+    assert second.status_code == 202 and json.loads(second.body) == first
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert queue_depths() == (1, 0)

@@ -32,12 +32,3 @@ def test_listing_never_scans(store, dynamodb, monkeypatch):
 
     monkeypatch.setattr(dynamodb, "scan", no_scan)
     assert len(store.list(limit=2).tasks) == 2
-
-
-def test_duplicate_insert_is_refused(store):
-    from chalicelib.store import StoreError
-
-    task = make_task()
-    store.insert(task)
-    with pytest.raises(StoreError):
-        store.insert(task)

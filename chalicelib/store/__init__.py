@@ -1,3 +1,3 @@
-from chalicelib.store.base import InvalidCursor, KeyRecord, StoreError, TaskStore
+from chalicelib.store.base import InvalidCursor, KeyRecord, StoreError, TaskExists, TaskStore
 
-__all__ = ["InvalidCursor", "KeyRecord", "StoreError", "TaskStore"]
+__all__ = ["InvalidCursor", "KeyRecord", "StoreError", "TaskExists", "TaskStore"]

@@ -16,6 +16,10 @@ class StoreError(RuntimeError):
     """The store could not be reached or refused an operation."""
 
 
+class TaskExists(StoreError):
+    """A task with this id is stored already."""
+
+
 class InvalidCursor(ValueError):
     """A pagination cursor that this service did not hand out."""
 
@@ -50,7 +54,7 @@ class KeyRecord:
 class TaskStore(ABC):
     @abstractmethod
     def insert(self, task: Task) -> None:
-        """Store a new task."""
+        """Store a new task. Raises TaskExists if its id is taken."""
 
     @abstractmethod
     def get(self, task_id: str) -> Optional[Task]:

@@ -18,7 +18,7 @@ from typing import Any, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.store.base import KeyRecord, StoreError, TaskStore
+from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.tasks import Status, Task, from_micros, to_micros
 
 LIST_PARTITION = "task"
@@ -136,7 +136,11 @@ class DynamoTaskStore(TaskStore):
         try:
             self._client.put_item(TableName=self._table, Item=item,
                                   ConditionExpression="attribute_not_exists(id)")
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise TaskExists(f"task {task.id} exists") from exc
+            raise _failed("PutItem", exc) from exc
+        except BotoCoreError as exc:
             raise _failed("PutItem", exc) from exc
 
     def get(self, task_id: str) -> Optional[Task]:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
 from typing import Optional, Tuple
 
 from chalicelib.sqlite_db import Database
-from chalicelib.store.base import KeyRecord, TaskStore
+from chalicelib.store.base import KeyRecord, TaskExists, TaskStore
 from chalicelib.tasks import Status, Task, from_micros, to_micros
 
 # Version 1 is the seed's table, widened to the task's fields. Times are
@@ -77,6 +78,12 @@ class SqliteTaskStore(TaskStore):
         self._db = db
 
     def insert(self, task: Task) -> None:
+        try:
+            self._insert(task)
+        except sqlite3.IntegrityError as exc:
+            raise TaskExists(f"task {task.id} exists") from exc
+
+    def _insert(self, task: Task) -> None:
         self._db.execute(
             f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
