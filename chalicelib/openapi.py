@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 
+from chalicelib.store.base import CURSOR_PATTERN
 from chalicelib.tasks import Status
 from chalicelib.validation import DEFAULT_LIMIT, MAX_ACTION_LENGTH, MAX_KEY_LENGTH, MAX_LIMIT
 
@@ -31,6 +32,10 @@ _TASK_ID = {"name": "task_id", "in": "path", "required": True,
             "schema": {"type": "string"}, "description": "The task's id (a UUID)"}
 _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "/tasks/<id>"}}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+_TASK_LINKS = {
+    name: {"operationId": operation, "parameters": {"task_id": "$response.body#/id"}}
+    for name, operation in (("GetTask", "getTask"), ("CancelTask", "cancelTask"), ("RetryTask", "retryTask"))
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,7 +59,7 @@ def _document() -> dict:
                     "requestBody": {"required": True, "content": {
                         _JSON: {"schema": {"$ref": "#/components/schemas/NewTask"}}}},
                     "responses": {
-                        "202": _ok("Accepted and queued", "Accepted", _LOCATION),
+                        "202": {**_ok("Accepted and queued", "Accepted", _LOCATION), "links": _TASK_LINKS},
                         "400": _problem("Invalid JSON, action or data"),
                         "413": _problem("Body over the size limit"),
                         "415": _problem("Body is not application/json"),
@@ -72,7 +77,7 @@ def _document() -> dict:
                          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                                     "default": DEFAULT_LIMIT}},
                         {"name": "cursor", "in": "query", "required": False,
-                         "schema": {"type": "string"},
+                         "schema": {"type": "string", "pattern": CURSOR_PATTERN},
                          "description": "next_cursor from the previous page"},
                     ],
                     "responses": {

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from chalicelib.store.base import decode_cursor
 from chalicelib.tasks import Status
 
 MAX_ACTION_LENGTH = 200
@@ -103,5 +104,7 @@ def parse_list_query(params: Optional[Mapping[str, str]]) -> ListQuery:
             limit = 0
         if not 1 <= limit <= MAX_LIMIT or not raw_limit.strip().isdigit():
             raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw_limit!r}")
-    cursor = params.get("cursor") or None
+    cursor = params.get("cursor")
+    if cursor is not None:
+        decode_cursor(cursor)  # raises InvalidCursor: a 400 before any query runs
     return ListQuery(status=status, limit=limit, cursor=cursor)

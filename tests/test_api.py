@@ -198,6 +198,7 @@ def test_default_limit_is_100(client):
     ("limit=-5", "limit must be a whole number from 1 to 1000"),
     ("cursor=bm90LWEtY3Vyc29y", "cursor is not one this service returned"),
     ("cursor=%%%", "cursor is not one this service returned"),
+    ("cursor=", "cursor is not one this service returned"),
 ])
 def test_bad_list_queries_are_400_with_a_sentence(client, query, message):
     response = client.http.get(f"/tasks?{query}")

@@ -78,10 +78,25 @@ def build_schedulers(app: Chalice, settings=None) -> list:
     return schedulers
 
 
+def _route_every_method() -> None:
+    """chalice local's server (http.server) answers a method it has no do_<METHOD>
+    for (TRACE, CONNECT, QUERY, ...) with a bare 501 page; route every method
+    through Chalice instead, which answers 405 for a method a route does not take."""
+    from chalice.local import ChaliceRequestHandler
+
+    def any_method(handler, name):
+        if name.startswith("do_"):
+            return handler._generic_handle
+        raise AttributeError(name)
+
+    ChaliceRequestHandler.__getattr__ = any_method
+
+
 def start_if_serving_locally(app: Chalice) -> None:
     global _dispatcher
     if _dispatcher is not None or not serving_locally():
         return
+    _route_every_method()
     settings = factory.current_settings()
     if not settings.dispatcher_enabled:
         return

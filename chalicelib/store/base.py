@@ -1,8 +1,7 @@
 """Where tasks live. Backends implement the primitives; the rules live here."""
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -24,20 +23,22 @@ class InvalidCursor(ValueError):
     """A pagination cursor that this service did not hand out."""
 
 
+# A cursor names the last task of the previous page: its creation time in
+# microseconds and its id. Every string of this form is a valid position.
+CURSOR_PATTERN = "^[0-9]{1,16}_[0-9a-f]{32}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def encode_cursor(task: Task) -> str:
-    raw = f"{to_micros(task.created_at)}:{task.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{to_micros(task.created_at)}_{uuid.UUID(task.id).hex}"
 
 
 def decode_cursor(cursor: str) -> Tuple[datetime, str]:
     """(created_at, id) of the last task of the previous page."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        micros, task_id = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split(":")
-        created_at = from_micros(int(micros))
-        return created_at, str(uuid.UUID(task_id))
-    except (ValueError, UnicodeError, binascii.Error, OverflowError) as exc:
-        raise InvalidCursor("cursor is not one this service returned; use next_cursor from a previous page") from exc
+    if not _CURSOR.match(cursor):
+        raise InvalidCursor("cursor is not one this service returned; use next_cursor from a previous page")
+    micros, hex_id = cursor.split("_")
+    return from_micros(int(micros)), str(uuid.UUID(hex_id))
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class TaskStore(ABC):
         return self._transition(task_id, frm, to, expect_attempts, fields, increment_attempts)
 
     def list(self, status: Optional[Status] = None, limit: int = 100, cursor: Optional[str] = None) -> Page:
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor is not None else None
         rows = self._page(status, limit + 1, after)
         tasks = rows[:limit]
         next_cursor = encode_cursor(tasks[-1]) if len(rows) > limit else None
