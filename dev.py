@@ -76,12 +76,15 @@ def setup() -> None:
 def serve(args: list) -> int:
     setup()
     run(PYTHON, "-m", "chalicelib.migrate", cwd=ROOT)
-    # No autoreload by default: it restarts the server whenever a file under the
-    # project changes, and the SQLite files under data/ change on every write.
-    port = os.environ.get("PORT", "8080")
-    command = [str(BIN / "chalice"), "local", "--no-autoreload", "--host", "127.0.0.1", "--port", port, *args]
+    command = serve_command(os.environ.get("PORT", "8080"), args)
     os.chdir(ROOT)
     os.execv(command[0], command)
+
+
+def serve_command(port: str, args: list) -> list:
+    # Loopback only, and no autoreload: it restarts the server whenever a file
+    # under the project changes, and the SQLite files under data/ change on every write.
+    return [str(BIN / "chalice"), "local", "--no-autoreload", "--host", "127.0.0.1", "--port", port, *args]
 
 
 def test(args: list) -> int:

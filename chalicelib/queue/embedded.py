@@ -35,6 +35,7 @@ MIGRATIONS = (
 )
 
 _MICROS = 1_000_000
+MAX_MESSAGE_BYTES = 256 * 1024  # SQS's limit, kept here too
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class EmbeddedQueue(TaskQueue):
         return int(self._clock() * _MICROS)
 
     def send(self, body: str) -> str:
+        if len(body.encode()) > MAX_MESSAGE_BYTES:
+            raise PublishError(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
         message_id = str(uuid.uuid4())
         now = self._now()
         try:
