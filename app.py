@@ -1,6 +1,6 @@
 from chalice import Chalice, NotFoundError, Rate, Response
 
-from chalicelib import factory, http_errors, openapi
+from chalicelib import dashboard, factory, http_errors, openapi
 from chalicelib.local import runtime
 from chalicelib.validation import parse_idempotency_key, parse_list_query, parse_new_task
 
@@ -61,6 +61,21 @@ def cancel_task(task_id):
 @http_errors.translated
 def retry_task(task_id):
     return accepted(factory.service().retry(task_id))
+
+
+@app.route("/stats", methods=["GET"])
+def stats():
+    return factory.service().stats()
+
+
+@app.route("/", methods=["GET"])
+def dashboard_page():
+    return dashboard.response("index.html")
+
+
+@app.route("/assets/{name}", methods=["GET"])
+def dashboard_asset(name):
+    return dashboard.response(name)
 
 
 @app.route("/openapi.json", methods=["GET"])

@@ -87,8 +87,19 @@ def serve_command(port: str, args: list) -> list:
     return [str(BIN / "chalice"), "local", "--no-autoreload", "--host", "127.0.0.1", "--port", port, *args]
 
 
+def ensure_browser() -> None:
+    """Debian's Chromium and ChromeDriver for the dashboard's browser tests
+    (without them, and without root to install them, those tests skip and say why)."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    log("installing chromium and chromium-driver for the browser tests")
+    if not apt_install("chromium", "chromium-driver"):
+        log("could not install Chromium: the browser tests will be skipped")
+
+
 def test(args: list) -> int:
     setup()
+    ensure_browser()
     return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT).returncode
 
 

@@ -115,6 +115,34 @@ def _document() -> dict:
                     },
                 },
             },
+            "/stats": {
+                "get": {
+                    "operationId": "stats",
+                    "summary": "Counts per status, queue depth, age of the oldest queued task",
+                    "responses": {"200": _ok("The figures", "Stats")},
+                },
+            },
+            "/": {
+                "get": {
+                    "operationId": "dashboard",
+                    "summary": "The dashboard page",
+                    "responses": {"200": {"description": "HTML",
+                                          "content": {"text/html": {"schema": {"type": "string"}}}}},
+                },
+            },
+            "/assets/{name}": {
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "get": {
+                    "operationId": "dashboardAsset",
+                    "summary": "The dashboard's script and style sheet",
+                    "responses": {
+                        "200": {"description": "JavaScript or CSS", "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}}}},
+                        "404": _problem("No such file"),
+                    },
+                },
+            },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -164,6 +192,19 @@ def _document() -> dict:
                     "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
                     "count": {"type": "integer", "minimum": 0},
                     "next_cursor": {"type": ["string", "null"]},
+                },
+            },
+            "Stats": {
+                "type": "object",
+                "required": ["counts", "total", "queue", "oldest_queued_age_seconds"],
+                "properties": {
+                    "counts": {"type": "object", "required": statuses,
+                               "additionalProperties": {"type": "integer", "minimum": 0}},
+                    "total": {"type": "integer", "minimum": 0},
+                    "queue": {"type": ["object", "null"], "properties": {
+                        "waiting": {"type": "integer"}, "in_flight": {"type": "integer"},
+                        "dead_letter": {"type": ["integer", "null"]}}},
+                    "oldest_queued_age_seconds": {"type": ["number", "null"]},
                 },
             },
             "Problem": {

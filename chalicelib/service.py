@@ -113,6 +113,23 @@ class TaskService:
     def list(self, query: ListQuery) -> Page:
         return self._store.list(query.status, query.limit, query.cursor)
 
+    def stats(self) -> dict:
+        """Counts per status, the queue's depth, and how long the oldest queued task has waited."""
+        counts = self._store.count_by_status()
+        oldest = self._store.oldest(Status.QUEUED)
+        age = None if oldest is None else round((utcnow() - oldest.created_at).total_seconds(), 3)
+        try:
+            queue = self._queue.stats().to_json()
+        except PublishError as exc:
+            logs.problem("queue stats unavailable", error=str(exc))
+            queue = None
+        return {
+            "counts": {status.value: counts.get(status.value, 0) for status in Status},
+            "total": sum(counts.values()),
+            "queue": queue,
+            "oldest_queued_age_seconds": age,
+        }
+
     def retry(self, task_id: str) -> Task:
         """Queue a failed task again for a fresh series of attempts."""
         task = self._existing(task_id)

@@ -162,6 +162,8 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         API_ROLE: _role_policy(API_ROLE, [
             _log_statement("ApiLogGroup"),
             {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksQueue")},
+            {"Effect": "Allow", "Action": ["sqs:GetQueueAttributes"],
+             "Resource": [_arn("TasksQueue"), _arn("TasksDeadLetterQueue")]},
             {"Effect": "Allow",
              "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem",
                         "dynamodb:UpdateItem"],

@@ -179,3 +179,13 @@ class StoreContract:
         assert store.remember_key(KeyRecord("k-2", "x", "t", now, now), now).task_id == "task-1"
         store.forget_key("k-2", "task-1")
         assert store.remember_key(KeyRecord("k-2", "x", "t", now, now + timedelta(hours=1)), now) is None
+
+    def test_counts_by_status_and_oldest_of_a_status(self, store):
+        first, second, third = (make_task(offset_us=n) for n in range(3))
+        for task in (first, second, third):
+            store.insert(task)
+        claimed = store.claim(third.id, utcnow())
+        store.finish(third.id, claimed.attempts, Status.COMPLETED, utcnow(), result={"output": 1})
+        assert store.count_by_status() == {"queued": 2, "completed": 1}
+        assert store.oldest(Status.QUEUED).id == first.id
+        assert store.oldest(Status.FAILED) is None

@@ -134,6 +134,9 @@ def test_code_calls_only_what_each_role_allows(cloud, template, monkeypatch):
     client.http.get("/tasks")
     client.http.get("/tasks?status=queued")
     client.http.get(f"/tasks/{doomed}")
+    stats = json.loads(client.http.get("/stats").body)
+    assert stats["counts"]["queued"] == 1 and stats["counts"]["cancelled"] == 1
+    assert stats["queue"]["dead_letter"] == 0
     api_calls = set(calls)
     calls.clear()
     event = lambda_event(sqs, url, receive_all(sqs, url, expected=1))

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from chalicelib.queue.base import PublishError, TaskQueue
+from chalicelib.queue.base import PublishError, QueueStats, TaskQueue
 from chalicelib.sqlite_db import Database
 
 MIGRATIONS = (
@@ -136,6 +136,18 @@ class EmbeddedQueue(TaskQueue):
         return self._db.query(
             "SELECT COUNT(*) FROM messages WHERE queue = ?", (queue_name or self.name,)
         )[0][0]
+
+    def stats(self) -> QueueStats:
+        now = self._now()
+        rows = self._db.query(
+            "SELECT queue, SUM(visible_at <= ?), SUM(visible_at > ?) FROM messages "
+            "WHERE queue IN (?, ?) GROUP BY queue",
+            (now, now, self.name, dead_letter_name(self.name)),
+        )
+        counts = {queue: (ready or 0, hidden or 0) for queue, ready, hidden in rows}
+        waiting, in_flight = counts.get(self.name, (0, 0))
+        dead = sum(counts.get(dead_letter_name(self.name), (0, 0)))
+        return QueueStats(waiting=waiting, in_flight=in_flight, dead_letter=dead)
 
     def seconds_until_visible(self) -> Optional[float]:
         """How long until the next leased message can be received again; None if none is leased."""

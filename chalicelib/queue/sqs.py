@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.queue.base import PublishError, TaskQueue
+from chalicelib.queue.base import PublishError, QueueStats, TaskQueue
 
 
 class SqsTaskQueue(TaskQueue):
@@ -35,3 +35,22 @@ class SqsTaskQueue(TaskQueue):
             # redrive policy: report it failed and SQS moves it after maxReceiveCount.
             raise PublishError("no dead-letter queue configured (TASKS_DLQ_URL)")
         self._client.send_message(QueueUrl=self._dead_letter_url, MessageBody=body)
+
+    def stats(self) -> QueueStats:
+        try:
+            attributes = self._client.get_queue_attributes(
+                QueueUrl=self.url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            dead = None
+            if self._dead_letter_url:
+                dead = int(self._client.get_queue_attributes(
+                    QueueUrl=self._dead_letter_url, AttributeNames=["ApproximateNumberOfMessages"],
+                )["Attributes"]["ApproximateNumberOfMessages"])
+        except (BotoCoreError, ClientError) as exc:
+            raise PublishError(f"SQS did not answer: {exc}") from exc
+        return QueueStats(
+            waiting=int(attributes["ApproximateNumberOfMessages"]),
+            in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+            dead_letter=dead,
+        )

@@ -98,6 +98,14 @@ class TaskStore(ABC):
         """Remove the key's record if it still names `task_id`."""
 
     @abstractmethod
+    def count_by_status(self) -> dict:
+        """{status value: number of tasks} for the statuses that have any."""
+
+    @abstractmethod
+    def oldest(self, status: Status) -> Optional[Task]:
+        """The earliest created task in `status`, or None."""
+
+    @abstractmethod
     def purge_expired_keys(self, now: datetime) -> int:
         """Delete expired Idempotency-Key records (a store with its own expiry does nothing)."""
 

@@ -185,6 +185,42 @@ class DynamoTaskStore(TaskStore):
             raise _failed("Query", exc) from exc
         return tasks
 
+    def count_by_status(self) -> dict:
+        """Counts with Query(Select=COUNT) on the status index: it reads every
+        task's index entry, so its cost grows with the table (see README)."""
+        counts = {}
+        for status in Status:
+            request = {
+                "TableName": self._table, "IndexName": BY_STATUS, "Select": "COUNT",
+                "KeyConditionExpression": "#status = :s",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":s": {"S": status.value}},
+            }
+            total = 0
+            try:
+                while True:
+                    response = self._client.query(**request)
+                    total += response["Count"]
+                    if "LastEvaluatedKey" not in response:
+                        break
+                    request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            except (BotoCoreError, ClientError) as exc:
+                raise _failed("Query", exc) from exc
+            if total:
+                counts[status.value] = total
+        return counts
+
+    def oldest(self, status: Status) -> Optional[Task]:
+        try:
+            items = self._client.query(
+                TableName=self._table, IndexName=BY_STATUS, Limit=1, ScanIndexForward=True,
+                KeyConditionExpression="#status = :s", ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":s": {"S": status.value}},
+            ).get("Items", [])
+        except (BotoCoreError, ClientError) as exc:
+            raise _failed("Query", exc) from exc
+        return _decode_item(items[0]) if items else None
+
     def _due(self, now: datetime, limit: int) -> list:
         try:
             response = self._client.query(

@@ -116,6 +116,14 @@ class SqliteTaskStore(TaskStore):
         )
         return [_row_to_task(row) for row in rows]
 
+    def count_by_status(self) -> dict:
+        return dict(self._db.query("SELECT status, COUNT(*) FROM tasks GROUP BY status"))
+
+    def oldest(self, status: Status) -> Optional[Task]:
+        rows = self._db.query(
+            f"SELECT {_COLUMNS} FROM tasks WHERE status = ? ORDER BY created_at, id LIMIT 1", (status.value,))
+        return _row_to_task(rows[0]) if rows else None
+
     def _due(self, now: datetime, limit: int) -> list:
         rows = self._db.query(
             f"SELECT {_COLUMNS} FROM tasks WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?",

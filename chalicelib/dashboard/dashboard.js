@@ -1,0 +1,216 @@
+// The Task Queue dashboard. Every URL is relative to the page, so it works at
+// chalice local's / and behind API Gateway's stage prefix (/api/). Everything a
+// task holds reaches the page through textContent, never as HTML.
+"use strict";
+
+const REFRESH_MS = 2000;
+const PAGE_SIZE = 20;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  status: "",
+  cursors: [null],   // cursors[i] opens page i; page 0 is the newest
+  page: 0,
+  nextCursor: null,
+  selected: null,    // id of the task in the detail view
+};
+
+async function api(method, path, body) {
+  const options = { method, headers: {} };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = body;
+  }
+  const response = await fetch(path, options);
+  let payload = null;
+  try { payload = await response.json(); } catch (e) { payload = null; }
+  if (!response.ok) {
+    const message = (payload && (payload.error || payload.detail || payload.message)) || response.statusText;
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return payload;
+}
+
+function text(element, value) {
+  element.textContent = value === null || value === undefined ? "" : String(value);
+}
+
+function formatTime(value) {
+  if (!value) return "";
+  const date = new Date(value);
+  return date.toLocaleString(undefined, { hour12: false }) + "." + String(date.getMilliseconds()).padStart(3, "0");
+}
+
+function formatAge(seconds) {
+  if (seconds === null || seconds === undefined) return "none";
+  if (seconds < 60) return seconds.toFixed(1) + " s";
+  if (seconds < 3600) return (seconds / 60).toFixed(1) + " min";
+  return (seconds / 3600).toFixed(1) + " h";
+}
+
+function json(value) {
+  return value === null || value === undefined ? "" : JSON.stringify(value, null, 2);
+}
+
+async function refreshStats() {
+  const stats = await api("GET", "stats");
+  for (const [status, count] of Object.entries(stats.counts)) {
+    const cell = $("count-" + status);
+    if (cell) text(cell, count);
+  }
+  const queue = stats.queue || {};
+  text($("queue-waiting"), queue.waiting ?? "?");
+  text($("queue-in-flight"), queue.in_flight ?? "?");
+  text($("queue-dead"), queue.dead_letter ?? "?");
+  text($("oldest-age"), formatAge(stats.oldest_queued_age_seconds));
+}
+
+function badge(status) {
+  const span = document.createElement("span");
+  span.className = "badge " + status;
+  span.textContent = status;
+  return span;
+}
+
+function renderRows(tasks) {
+  const body = $("task-rows");
+  const rows = tasks.map((task) => {
+    const row = document.createElement("tr");
+    row.dataset.id = task.id;
+    const cells = [task.id.slice(0, 8), task.action, null, task.attempts,
+                   formatTime(task.created_at), formatTime(task.finished_at)];
+    cells.forEach((value, index) => {
+      const cell = document.createElement("td");
+      if (index === 2) cell.appendChild(badge(task.status));
+      else cell.textContent = value === null || value === undefined ? "" : String(value);
+      if (index === 0) cell.title = task.id;
+      row.appendChild(cell);
+    });
+    row.addEventListener("click", () => openDetail(task.id));
+    return row;
+  });
+  body.replaceChildren(...rows);
+  $("empty").hidden = tasks.length > 0;
+}
+
+async function refreshList() {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (state.status) params.set("status", state.status);
+  const cursor = state.cursors[state.page];
+  if (cursor) params.set("cursor", cursor);
+  const page = await api("GET", "tasks?" + params.toString());
+  renderRows(page.tasks);
+  state.nextCursor = page.next_cursor;
+  $("older").disabled = !page.next_cursor;
+  $("newer").disabled = state.page === 0;
+  text($("list-error"), "");
+}
+
+function showDetail(task) {
+  $("detail").hidden = false;
+  state.selected = task.id;
+  text($("detail-id"), task.id);
+  text($("detail-action"), task.action);
+  $("detail-status").replaceChildren(badge(task.status));
+  text($("detail-attempts"), task.attempts);
+  text($("detail-created"), formatTime(task.created_at));
+  text($("detail-started"), formatTime(task.started_at));
+  text($("detail-finished"), formatTime(task.finished_at));
+  text($("detail-data"), json(task.data));
+  text($("detail-result"), json(task.result));
+  text($("detail-error"), task.error);
+  $("retry").hidden = task.status !== "failed";
+  $("cancel").hidden = task.status !== "queued";
+}
+
+async function openDetail(id) {
+  text($("detail-message"), "");
+  try {
+    showDetail(await api("GET", "tasks/" + encodeURIComponent(id)));
+  } catch (error) {
+    text($("detail-message"), error.message);
+  }
+}
+
+async function refreshDetail() {
+  if (!state.selected || $("detail").hidden) return;
+  showDetail(await api("GET", "tasks/" + encodeURIComponent(state.selected)));
+}
+
+async function refresh() {
+  const live = state.page === 0;
+  $("live").classList.toggle("paused", !live);
+  text($("live"), live ? "live" : "paused on an older page");
+  try {
+    await Promise.all([refreshStats(), live ? refreshList() : Promise.resolve(), refreshDetail()]);
+  } catch (error) {
+    text($("list-error"), "Could not refresh: " + error.message);
+  }
+}
+
+function fieldFor(message) {
+  if (/^action\b/i.test(message)) return "action-error";
+  if (/^(data\b|invalid JSON)/i.test(message)) return "data-error";
+  return "form-error";
+}
+
+async function submitTask(event) {
+  event.preventDefault();
+  for (const id of ["action-error", "data-error", "form-error", "form-ok"]) text($(id), "");
+  const action = $("action").value;
+  const rawData = $("data").value.trim();
+  let data;
+  if (rawData) {
+    try {
+      data = JSON.parse(rawData);
+    } catch (error) {
+      text($("data-error"), "data is not valid JSON: " + error.message);
+      return;
+    }
+  }
+  const body = data === undefined ? { action } : { action, data };
+  try {
+    const accepted = await api("POST", "tasks", JSON.stringify(body));
+    text($("form-ok"), "Queued " + accepted.id);
+    state.page = 0;
+    await refresh();
+  } catch (error) {
+    text($(fieldFor(error.message)), error.message);
+  }
+}
+
+async function act(method, suffix) {
+  text($("detail-message"), "");
+  try {
+    await api(method, "tasks/" + encodeURIComponent(state.selected) + suffix);
+    await refresh();
+  } catch (error) {
+    text($("detail-message"), error.message);
+  }
+}
+
+function goTo(page) {
+  state.page = page;
+  refreshList().catch((error) => text($("list-error"), error.message));
+  refresh();
+}
+
+$("submit-form").addEventListener("submit", submitTask);
+$("status-filter").addEventListener("change", (event) => {
+  state.status = event.target.value;
+  state.cursors = [null];
+  goTo(0);
+});
+$("older").addEventListener("click", () => {
+  state.cursors[state.page + 1] = state.nextCursor;
+  goTo(state.page + 1);
+});
+$("newer").addEventListener("click", () => goTo(Math.max(0, state.page - 1)));
+$("retry").addEventListener("click", () => act("POST", "/retry"));
+$("cancel").addEventListener("click", () => act("DELETE", ""));
+$("close-detail").addEventListener("click", () => { $("detail").hidden = true; state.selected = null; });
+
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,189 @@
+"""The dashboard in a real headless Chromium against a chalice local the test starts."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tests import browser
+from tests.conftest import PROJECT_DIR, post_task
+from tests.local_server import LocalServer
+
+SCREENSHOTS = PROJECT_DIR / "build" / "screenshots"
+
+
+def test_stats_counts_statuses_and_queue(client):
+    from chalicelib.local.runtime import build_dispatcher
+    from app import app
+
+    post_task(client, {"action": "sum", "data": {"numbers": [1]}})
+    post_task(client, {"action": "sum", "data": {"numbers": ["x"]}})
+    build_dispatcher(app).drain()
+    post_task(client, {"action": "uppercase"})
+    stats = json.loads(client.http.get("/stats").body)
+    assert stats["counts"] == {"queued": 1, "running": 0, "completed": 1, "failed": 1, "cancelled": 0}
+    assert stats["total"] == 3
+    assert stats["queue"] == {"waiting": 1, "in_flight": 0, "dead_letter": 0}
+    assert 0 <= stats["oldest_queued_age_seconds"] < 60
+
+
+def test_dashboard_files_are_served_and_others_are_404(client):
+    page = client.http.get("/")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    html = page.body.decode()
+    assert 'src="assets/dashboard.js"' in html and 'href="assets/dashboard.css"' in html
+    assert client.http.get("/assets/dashboard.js").headers["Content-Type"].startswith("text/javascript")
+    assert client.http.get("/assets/..%2Fapp.py").status_code == 404
+    assert client.http.get("/assets/__init__.py").status_code == 404
+
+
+def test_dashboard_urls_are_relative():
+    script = (PROJECT_DIR / "chalicelib" / "dashboard" / "dashboard.js").read_text()
+    html = (PROJECT_DIR / "chalicelib" / "dashboard" / "index.html").read_text()
+    assert 'fetch("/' not in script and "'/tasks" not in script and '"/tasks' not in script
+    assert 'src="/' not in html and 'href="/' not in html
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+
+
+@pytest.fixture
+def chrome(tmp_path):
+    reason = browser.missing()
+    if reason:
+        pytest.skip(reason)
+    driver = browser.chromium(str(tmp_path / "chrome-profile"))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, predicate, timeout=20):
+    """Until predicate(driver) is true; rows re-render live, so a stale element just means look again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: predicate(d))
+
+
+def click_row(driver, task_id):
+    def clicked(d):
+        d.find_element("css selector", f'#task-rows tr[data-id="{task_id}"]').click()
+        return True
+
+    wait(driver, clicked)
+
+
+def by_id(driver, element_id):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id)
+
+
+def row_status(driver, task_id):
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.CSS_SELECTOR, f'#task-rows tr[data-id="{task_id}"] .badge')
+    return rows[0].text if rows else None
+
+
+def submit(driver, action, data):
+    action_field, data_field = by_id(driver, "action"), by_id(driver, "data")
+    action_field.clear()
+    action_field.send_keys(action)
+    data_field.clear()
+    data_field.send_keys(data)
+    by_id(driver, "submit").click()
+
+
+def submitted_id(driver):
+    text = wait(driver, lambda d: by_id(d, "form-ok").text.startswith("Queued ") and by_id(d, "form-ok").text)
+    return text.split()[-1]
+
+
+@pytest.mark.e2e
+def test_dashboard_behind_a_stage_prefix(tmp_path, chrome):
+    from selenium.webdriver.support.ui import Select
+
+    server = LocalServer(tmp_path, env={"TASKS_WORK_DELAY_MS": "300"}).start()
+    try:
+        with browser.StagePrefixProxy(server.base_url) as proxy:
+            chrome.get(proxy.base_url)
+            wait(chrome, lambda d: by_id(d, "count-queued").text == "0")
+
+            # Submit from the form and watch the task reach completed, live.
+            submit(chrome, "uppercase", '{"text": "hello <b>world</b>"}')
+            task_id = submitted_id(chrome)
+            wait(chrome, lambda d: row_status(d, task_id) == "completed")
+            assert by_id(chrome, "count-completed").text == "1"
+
+            # The API's validation errors appear next to their field.
+            submit(chrome, "", "{}")
+            wait(chrome, lambda d: "action required" in by_id(d, "action-error").text)
+            submit(chrome, "sum", "[1, 2]")
+            wait(chrome, lambda d: "data must be a JSON object" in by_id(d, "data-error").text)
+            assert by_id(chrome, "action-error").text == ""
+            submit(chrome, "sum", "{not json")
+            wait(chrome, lambda d: "not valid JSON" in by_id(d, "data-error").text)
+
+            # Whatever a task holds shows as text.
+            submit(chrome, "echo", '{"text": "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"}')
+            hostile = submitted_id(chrome)
+            wait(chrome, lambda d: row_status(d, hostile) == "completed")
+
+            # A failed task, its detail, and a retry.
+            submit(chrome, "sum", '{"numbers": ["x"]}')
+            failed = submitted_id(chrome)
+            wait(chrome, lambda d: row_status(d, failed) == "failed")
+            Select(by_id(chrome, "status-filter")).select_by_value("failed")
+            wait(chrome, lambda d: [r.get_attribute("data-id") for r in
+                                    d.find_elements("css selector", "#task-rows tr")] == [failed])
+            click_row(chrome, failed)
+            wait(chrome, lambda d: by_id(d, "detail-id").text == failed)
+            assert "only numbers" in by_id(chrome, "detail-error").text
+            assert json.loads(by_id(chrome, "detail-data").text) == {"numbers": ["x"]}
+            assert by_id(chrome, "detail-attempts").text == "1"
+            first_start = server.call("GET", f"/tasks/{failed}")[1]["started_at"]
+            by_id(chrome, "retry").click()
+            wait(chrome, lambda d: server.call("GET", f"/tasks/{failed}")[1]["started_at"] != first_start
+                 and server.call("GET", f"/tasks/{failed}")[1]["status"] == "failed")
+            Select(by_id(chrome, "status-filter")).select_by_value("")
+
+            click_row(chrome, hostile)
+            wait(chrome, lambda d: by_id(d, "detail-id").text == hostile)
+            assert "<script>window.pwned=1</script>" in by_id(chrome, "detail-data").text
+            assert chrome.execute_script("return window.pwned === undefined")
+
+            chrome.execute_script("window.scrollTo(0, 0)")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            chrome.save_screenshot(str(SCREENSHOTS / "dashboard.png"))
+            chrome.save_screenshot(str(tmp_path / "dashboard.png"))
+            assert (SCREENSHOTS / "dashboard.png").stat().st_size > 10_000
+    finally:
+        server.stop()
+
+
+@pytest.mark.e2e
+def test_dashboard_pages_older_tasks_and_cancels_a_queued_one(tmp_path, chrome):
+    server = LocalServer(tmp_path, env={"TASKS_LOCAL_DISPATCHER": "off"}).start()
+    try:
+        ids = [server.call("POST", "/tasks", {"action": "sum", "data": {"numbers": [n]}})[1]["id"]
+               for n in range(25)]
+        chrome.get(server.base_url + "/")
+        wait(chrome, lambda d: row_status(d, ids[-1]) == "queued")
+        assert by_id(chrome, "count-queued").text == "25"
+        wait(chrome, lambda d: by_id(d, "older").is_enabled())
+        by_id(chrome, "older").click()
+        wait(chrome, lambda d: row_status(d, ids[0]) == "queued")
+        assert row_status(chrome, ids[-1]) is None
+        assert "paused" in by_id(chrome, "live").text
+        by_id(chrome, "newer").click()
+        wait(chrome, lambda d: row_status(d, ids[-1]) == "queued")
+
+        click_row(chrome, ids[-1])
+        wait(chrome, lambda d: by_id(d, "cancel").is_displayed())
+        assert not by_id(chrome, "retry").is_displayed()
+        by_id(chrome, "cancel").click()
+        wait(chrome, lambda d: row_status(d, ids[-1]) == "cancelled")
+        assert server.call("GET", f"/tasks/{ids[-1]}")[1]["status"] == "cancelled"
+        wait(chrome, lambda d: by_id(d, "count-cancelled").text == "1")
+    finally:
+        server.stop()
