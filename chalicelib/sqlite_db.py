@@ -27,6 +27,13 @@ class Database:
         self._synchronous = synchronous
         self._pool: "queue.LifoQueue[sqlite3.Connection]" = queue.LifoQueue(pool_size)
         self._schema_lock = threading.Lock()
+        # The write transaction this thread has open: statements issued inside
+        # `transaction()` run in it, so several store calls commit as one.
+        self._local = threading.local()
+        # Writers of this process queue here rather than in SQLite's busy handler,
+        # which polls with sleeps of up to 100 ms; other processes still meet the
+        # busy timeout.
+        self._write_lock = threading.Lock()
 
     def _open(self) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -45,6 +52,10 @@ class Database:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
         try:
             conn = self._pool.get_nowait()
         except queue.Empty:
@@ -62,20 +73,37 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, committed on success and rolled back on error."""
-        with self.connection() as conn:
+        """A write transaction, committed on success and rolled back on error.
+        Nested in another on the same thread, it joins that one."""
+        if getattr(self._local, "conn", None) is not None:
+            yield self._local.conn
+            return
+        with self._write_lock, self.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
+            self._local.conn = conn
             try:
                 yield conn
             except BaseException:
                 conn.rollback()
                 raise
+            finally:
+                self._local.conn = None
             conn.commit()
 
     def execute(self, sql: str, params: Sequence = ()) -> int:
-        """Run one write statement in its own transaction; the rows it changed."""
-        with self.connection() as conn:
+        """Run one write statement in its own transaction (or the thread's open one);
+        the rows it changed."""
+        if getattr(self._local, "conn", None) is not None:
+            return self._local.conn.execute(sql, params).rowcount
+        with self._write_lock, self.connection() as conn:
             return conn.execute(sql, params).rowcount
+
+    def write_returning(self, sql: str, params: Sequence = ()) -> list:
+        """Run one write statement with a RETURNING clause; the rows it returned."""
+        if getattr(self._local, "conn", None) is not None:
+            return self._local.conn.execute(sql, params).fetchall()
+        with self._write_lock, self.connection() as conn:
+            return conn.execute(sql, params).fetchall()  # run to completion: the autocommit ends here
 
     def query(self, sql: str, params: Sequence = ()) -> list:
         with self.connection() as conn:

@@ -24,6 +24,10 @@ class RetryPolicy:
         return min(self.base_seconds * 2 ** (attempt - 1), self.max_seconds)
 
 
+_RETRY = object()  # the message must come back: a retry is scheduled on the queue
+_FAILED = object()  # the message must come back: the store failed for it
+
+
 class Worker:
     def __init__(self, store: TaskStore, queue: TaskQueue, work_delay_seconds: float = 0.1,
                  retry: RetryPolicy = RetryPolicy(), lease_seconds: float = 120.0,
@@ -39,65 +43,117 @@ class Worker:
 
     def process_batch(self, messages: Iterable[Tuple[str, str, str]]) -> List[str]:
         """Process (message id, receipt handle, body) triples; the ids of the
-        messages to deliver again. Each message stands alone: one that fails is
-        reported and the others are still processed and acknowledged."""
-        failed = []
+        messages to deliver again.
+
+        Each message stands alone: its own claim, action and outcome, so one that
+        fails is reported and the others are still acknowledged. The claims of a
+        batch are written together, and so are its outcomes (one SQLite
+        transaction each), which is what makes a batch cheaper than its messages.
+        """
+        claimable, failed = [], []
         for message_id, receipt_handle, body in messages:
             try:
-                done = self.process(receipt_handle, body)
+                claimable.append((message_id, receipt_handle, body, task_id_of(body)))
+            except ValueError:
+                logs.problem("message names no task; dropped", message_id=message_id, body=body[:200])
+        try:
+            claimed = self._claim_all(claimable)
+        except Exception as exc:  # the batch's transaction failed: every message comes back
+            logs.problem("could not claim the batch; it will be delivered again",
+                         error=f"{type(exc).__name__}: {exc}", messages=len(claimable))
+            return [message[0] for message in claimable]
+        outcomes = []
+        for (message_id, receipt_handle, body, task_id), task, started in claimed:
+            if task is _FAILED:
+                failed.append(message_id)
+                continue
+            try:
+                outcome = self._run(task_id, task, receipt_handle, body, started)
             except Exception as exc:  # reported for redelivery, never swallowed
                 logs.problem("message failed; it will be delivered again",
                              message_id=message_id, error=f"{type(exc).__name__}: {exc}")
-                done = False
-            if not done:
                 failed.append(message_id)
+                continue
+            if outcome is _RETRY:
+                failed.append(message_id)
+            elif outcome is not None:
+                outcomes.append((message_id, outcome))
+        try:
+            with self._store.batch():
+                recorded = [(message_id, self._guarded(self._record, message_id, *outcome))
+                            for message_id, outcome in outcomes]
+        except Exception as exc:  # the batch's transaction failed: its outcomes come back
+            logs.problem("could not record the batch's outcomes; it will be delivered again",
+                         error=f"{type(exc).__name__}: {exc}", messages=len(outcomes))
+            return failed + [message_id for message_id, _ in outcomes]
+        for message_id, log_line in recorded:
+            if log_line is _FAILED:
+                failed.append(message_id)
+            else:
+                log_line()
         return failed
 
-    def process(self, receipt_handle: str, body: str) -> bool:
-        """Run the task a message names. True when the message can be deleted,
-        False when it must come back (a retry, already scheduled on the queue)."""
+    @staticmethod
+    def _guarded(call, message_id: str, *args):
+        """call(*args), or _FAILED (logged) when it raises: one message's store error
+        must not fail the others of its batch."""
         try:
-            task_id = task_id_of(body)
-        except ValueError:
-            logs.problem("message names no task; dropped", body=body[:200])
-            return True
-        started = time.perf_counter()
+            return call(*args)
+        except Exception as exc:
+            logs.problem("message failed; it will be delivered again",
+                         message_id=message_id, error=f"{type(exc).__name__}: {exc}")
+            return _FAILED
+
+    def process(self, receipt_handle: str, body: str) -> bool:
+        """One message on its own: True when it can be deleted, False when it must come back."""
+        return not self.process_batch([("single", receipt_handle, body)])
+
+    def _claim_all(self, claimable: list) -> list:
         now = utcnow()
-        task = self._store.claim(task_id, now, lease_until=now + self._lease)
+        with self._store.batch():
+            claimed = [(message, self._guarded(self._claim, message[0], message[3], now), time.perf_counter())
+                       for message in claimable]
+        for _, task, _ in claimed:
+            if task is not None and task is not _FAILED:
+                logs.state_change(task)
+        return claimed
+
+    def _claim(self, task_id: str, now):
+        return self._store.claim(task_id, now, lease_until=now + self._lease)
+
+    def _run(self, task_id: str, task, receipt_handle: str, body: str, started: float):
+        """The outcome to record (task, status, started, result, error); None when the
+        message is done with already; _RETRY when it must come back."""
         if task is None:
             # Final already (a redelivery, or cancelled) or never accepted.
             logs.note("message for a task that is final or unknown; acknowledged", task_id=task_id)
-            return True
-        logs.state_change(task)
+            return None
         if task.attempts > self._retry.max_attempts:
             # Earlier attempts died without recording an outcome (killed workers).
             last = f": {task.error}" if task.error else ""
             self._give_up(task, receipt_handle, body,
                           f"gave up after {task.attempts - 1} attempts that did not finish{last}")
-            return True
+            return None
         if self._work_delay:
             self._sleep(self._work_delay)
         try:
-            result = actions.run(task.action, task.data)
+            return task, Status.COMPLETED, started, actions.run(task.action, task.data), None
         except actions.ActionError as exc:
-            self._finish(task, Status.FAILED, started, error=str(exc))
-            return True
+            return task, Status.FAILED, started, None, str(exc)
         except Exception as exc:  # the action broke: retry with backoff, then dead-letter
             error = f"{type(exc).__name__}: {exc}"
             if task.attempts >= self._retry.max_attempts:
                 self._give_up(task, receipt_handle, body, error)
-                return True
-            return self._schedule_retry(task, receipt_handle, error)
-        self._finish(task, Status.COMPLETED, started, result=result)
-        return True
+                return None
+            return _RETRY if not self._schedule_retry(task, receipt_handle, error) else None
 
-    def _finish(self, task: Task, outcome: Status, started: float, result=None, error=None) -> None:
+    def _record(self, task: Task, outcome: Status, started: float, result=None, error=None):
+        """Write an outcome; the log line to emit once it is committed."""
         if self._store.finish(task.id, task.attempts, outcome, utcnow(), result=result, error=error):
-            logs.state_change(task.moved_to(outcome, error=error),
-                              duration_ms=(time.perf_counter() - started) * 1000)
-        else:
-            logs.note("a newer attempt owns this task; outcome discarded",
-                      task_id=task.id, attempt=task.attempts)
+            duration_ms = (time.perf_counter() - started) * 1000
+            return lambda: logs.state_change(task.moved_to(outcome, error=error), duration_ms=duration_ms)
+        return lambda: logs.note("a newer attempt owns this task; outcome discarded",
+                                 task_id=task.id, attempt=task.attempts)
 
     def _schedule_retry(self, task: Task, receipt_handle: str, error: str) -> bool:
         delay = self._retry.delay(task.attempts)
@@ -110,6 +166,6 @@ class Worker:
         return False
 
     def _give_up(self, task: Task, receipt_handle: str, body: str, error: str) -> None:
-        self._finish(task, Status.FAILED, time.perf_counter(), error=error)
+        self._record(task, Status.FAILED, time.perf_counter(), error=error)()
         self._queue.dead_letter(receipt_handle, body)
         logs.note("message moved to the dead-letter queue", task_id=task.id, attempts=task.attempts)

@@ -67,9 +67,9 @@ class Dispatcher:
                          error=f"{type(exc).__name__}: {exc}", messages=len(batch))
             return len(batch)
         failed = failed_ids(response, batch)
-        for message in batch:
-            if message.message_id not in failed:
-                self._source.delete(message.receipt_handle)
+        done = [message.receipt_handle for message in batch if message.message_id not in failed]
+        if done:
+            self._source.delete_many(done)
         return len(batch)
 
     def drain(self, timeout: float = 30.0) -> None:

@@ -17,8 +17,8 @@ class EmbeddedSource:
         self._queue.expect_arrival()
         return self._queue.receive(max_messages)
 
-    def delete(self, receipt_handle: str) -> None:
-        self._queue.delete(receipt_handle)
+    def delete_many(self, receipt_handles: List[str]) -> None:
+        self._queue.delete_many(receipt_handles)
 
     def wait(self, idle_seconds: float) -> None:
         """After an empty receive: until a message is sent here, a lease ends, or `idle_seconds`."""
@@ -57,8 +57,11 @@ class SqsSource:
             for m in response.get("Messages", [])
         ]
 
-    def delete(self, receipt_handle: str) -> None:
-        self._client.delete_message(QueueUrl=self._url, ReceiptHandle=receipt_handle)
+    def delete_many(self, receipt_handles: List[str]) -> None:
+        for start in range(0, len(receipt_handles), 10):
+            entries = [{"Id": str(n), "ReceiptHandle": handle}
+                       for n, handle in enumerate(receipt_handles[start:start + 10])]
+            self._client.delete_message_batch(QueueUrl=self._url, Entries=entries)
 
     def wait(self, idle_seconds: float) -> None:
         """The receive itself long-polls."""

@@ -89,33 +89,46 @@ class EmbeddedQueue(TaskQueue):
     def receive(self, max_messages: int, visibility_timeout: Optional[float] = None) -> list:
         timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
         now = self._now()
+        received: list = []
         with self._db.transaction() as conn:
-            conn.execute(
-                "UPDATE messages SET queue = ?, visible_at = ?, receive_count = 0, receipt_handle = NULL "
-                "WHERE queue = ? AND visible_at <= ? AND receive_count >= ?",
-                (dead_letter_name(self.name), now, self.name, now, self.max_receive_count),
-            )
-            rows = conn.execute(
-                "SELECT id, body, receive_count, sent_at, first_received_at FROM messages "
-                "WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, sent_at LIMIT ?",
-                (self.name, now, max_messages),
-            ).fetchall()
-            received = []
-            for message_id, body, count, sent_at, first in rows:
-                handle = uuid.uuid4().hex
-                first = first or now
-                conn.execute(
-                    "UPDATE messages SET visible_at = ?, receive_count = ?, receipt_handle = ?, "
-                    "first_received_at = ? WHERE id = ?",
-                    (now + int(timeout * _MICROS), count + 1, handle, first, message_id),
-                )
-                received.append(ReceivedMessage(
-                    message_id, body, handle, count + 1, sent_at // 1000, first // 1000,
-                ))
+            while len(received) < max_messages:
+                candidates = conn.execute(
+                    "SELECT id, receive_count FROM messages WHERE queue = ? AND visible_at <= ? "
+                    "ORDER BY visible_at, sent_at LIMIT ?",
+                    (self.name, now, max_messages - len(received)),
+                ).fetchall()
+                if not candidates:
+                    break
+                dead = [mid for mid, count in candidates if count >= self.max_receive_count]
+                live = [mid for mid, count in candidates if count < self.max_receive_count]
+                if dead:
+                    conn.execute(
+                        "UPDATE messages SET queue = ?, visible_at = ?, receive_count = 0, receipt_handle = NULL "
+                        f"WHERE id IN ({', '.join('?' * len(dead))})",
+                        (dead_letter_name(self.name), now, *dead),
+                    )
+                if live:
+                    rows = conn.execute(
+                        "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, "
+                        "receipt_handle = lower(hex(randomblob(16))), "
+                        "first_received_at = coalesce(first_received_at, ?) "
+                        f"WHERE id IN ({', '.join('?' * len(live))}) "
+                        "RETURNING id, body, receipt_handle, receive_count, sent_at, first_received_at, visible_at",
+                        (now + int(timeout * _MICROS), now, *live),
+                    ).fetchall()
+                    order = {mid: n for n, mid in enumerate(live)}
+                    rows.sort(key=lambda row: order[row[0]])
+                    received += [ReceivedMessage(mid, body, handle, count, sent // 1000, first // 1000)
+                                 for mid, body, handle, count, sent, first, _ in rows]
         return received
 
     def delete(self, receipt_handle: str) -> bool:
         return self._db.execute("DELETE FROM messages WHERE receipt_handle = ?", (receipt_handle,)) == 1
+
+    def delete_many(self, receipt_handles: list) -> int:
+        """Delete the messages these receipt handles still hold, in one transaction."""
+        marks = ", ".join("?" * len(receipt_handles))
+        return self._db.execute(f"DELETE FROM messages WHERE receipt_handle IN ({marks})", receipt_handles)
 
     def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
         self.change_visibility(receipt_handle, delay_seconds)

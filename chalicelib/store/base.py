@@ -1,12 +1,13 @@
 """Where tasks live. Backends implement the primitives; the rules live here."""
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, ContextManager, Iterable, List, Optional, Tuple
 
 from chalicelib.tasks import Page, Status, Task, from_micros, sources_of, to_micros
 
@@ -108,6 +109,11 @@ class TaskStore(ABC):
     @abstractmethod
     def purge_expired_keys(self, now: datetime) -> int:
         """Delete expired Idempotency-Key records (a store with its own expiry does nothing)."""
+
+    def batch(self) -> ContextManager[None]:
+        """Group several calls: a backend that can commits them together (one SQLite
+        transaction); the calls keep their own conditions and outcomes either way."""
+        return contextlib.nullcontext()
 
     def _move(self, task_id: str, frm: Iterable[Status], to: Status, fields: dict,
               expect_attempts: Optional[int] = None, increment_attempts: bool = False) -> Optional[Task]:

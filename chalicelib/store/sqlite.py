@@ -116,6 +116,9 @@ class SqliteTaskStore(TaskStore):
         )
         return [_row_to_task(row) for row in rows]
 
+    def batch(self):
+        return self._db.transaction()
+
     def count_by_status(self) -> dict:
         return dict(self._db.query("SELECT status, COUNT(*) FROM tasks GROUP BY status"))
 
@@ -164,9 +167,6 @@ class SqliteTaskStore(TaskStore):
         if expect_attempts is not None:
             condition += " AND attempts = ?"
             params.append(expect_attempts)
-        with self._db.connection() as conn:
-            row = conn.execute(
-                f"UPDATE tasks SET {', '.join(assignments)} WHERE {condition} RETURNING {_COLUMNS}",
-                params,
-            ).fetchall()  # run to completion so the autocommit ends here
-        return _row_to_task(row[0]) if row else None
+        rows = self._db.write_returning(
+            f"UPDATE tasks SET {', '.join(assignments)} WHERE {condition} RETURNING {_COLUMNS}", params)
+        return _row_to_task(rows[0]) if rows else None
