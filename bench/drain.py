@@ -2,7 +2,6 @@
 work), next to Huey's SqliteHuey with the same workers and the same durability."""
 from __future__ import annotations
 
-import threading
 import time
 
 from bench.common import Stopwatch, local_environment, rate
@@ -52,9 +51,9 @@ def huey(tasks: int, workers: int, fsync: bool = True) -> float:
         logging.getLogger("huey").setLevel(logging.ERROR)
         consumer = queue.create_consumer(workers=workers, worker_type="thread", initial_delay=0.01,
                                          max_delay=0.05, check_worker_health=False, periodic=False)
-        thread = threading.Thread(target=consumer.run, daemon=True)
+        consumer._set_signal_handlers = lambda: None  # not the main thread's consumer
         with Stopwatch() as watch:
-            thread.start()
+            consumer.start()
             while queue.pending_count() or len(queue.all_results()) < tasks:
                 time.sleep(0.005)
         consumer.stop(graceful=True)

@@ -1,0 +1,173 @@
+"""Run every benchmark and print one table; the same figures go to
+bench/results/latest.json and docs/benchmarks.md.
+
+    python3 dev.py bench            # full sizes (GET /tasks up to 1M tasks)
+    python3 dev.py bench --quick    # smaller sizes, for a quick look
+
+Figures are measured in one run on one machine; ratios next to absolute numbers
+are what to compare, since shared machines are noisy. Nothing here fails on a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.common import ROOT, machine
+
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+REPORT = ROOT / "docs" / "benchmarks.md"
+
+
+def collect(quick: bool) -> dict:
+    from bench import cold_start, cost, drain, latency, listing, sqlite_limit, submit
+
+    n = 300 if quick else 2000
+    figures: dict = {"machine": machine(), "quick": quick,
+                     "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+    def step(name, call):
+        started = time.perf_counter()
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        value = call()
+        print(f"bench: {name} done in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+        return value
+
+    figures["sqlite_commits_per_s"] = step("sqlite limit", lambda: {
+        sync: sqlite_limit.commits_per_second(sync, n) for sync in ("FULL", "NORMAL")})
+    figures["submit_in_process_per_s"] = step("submit in process", lambda: {
+        sync: submit.in_process(n, sync) for sync in ("FULL", "NORMAL")})
+    figures["submit_http_per_s"] = step("submit over HTTP", lambda: submit.over_http(200 if quick else 1000))
+    drain_tasks = 500 if quick else 3000
+    figures["drain_per_s"] = step("drain", lambda: {
+        "seed_b5_c2_full": drain.embedded(drain_tasks, 5, 2, "FULL"),
+        "huey_2_workers_fsync": drain.huey(drain_tasks, 2, fsync=True),
+        "b10_c2_full": drain.embedded(drain_tasks, 10, 2, "FULL"),
+        "seed_b5_c2_normal": drain.embedded(drain_tasks, 5, 2, "NORMAL"),
+        "huey_2_workers_no_fsync": drain.huey(drain_tasks, 2, fsync=False),
+        "b10_c2_normal": drain.embedded(drain_tasks, 10, 2, "NORMAL"),
+    })
+    figures["latency_post_to_completed"] = step("end-to-end latency", lambda: latency.post_to_completed(
+        20 if quick else 50, 5 if quick else 10))
+    sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
+    figures["get_tasks_latency"] = step("GET /tasks", lambda: {
+        str(size): listing.measure(size, runs=100 if quick else 200) for size in sizes})
+    figures["cold_start"] = step("cold start", lambda: cold_start.measure(5 if quick else 9))
+    figures["cost"] = step("cost", lambda: cost.measure(50 if quick else 200))
+    return figures
+
+
+def _fmt(value, unit="") -> str:
+    if isinstance(value, float):
+        text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+    else:
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+    return f"{text}{unit}"
+
+
+def table(f: dict) -> list:
+    """Rows: (measure, figure, compared with, target / verdict)."""
+    rows = []
+    limit = f["sqlite_commits_per_s"]
+    rows.append(("SQLite single-row commits/s (FULL / NORMAL)",
+                 f"{_fmt(limit['FULL'])} / {_fmt(limit['NORMAL'])}", "the ceiling", ""))
+    sub = f["submit_in_process_per_s"]
+    rows.append(("Submit in process, tasks/s (FULL)", _fmt(sub["FULL"]),
+                 f"{sub['FULL'] / limit['FULL']:.2f}x commit limit", _verdict(sub["FULL"] >= 3000, "≥ 3,000")))
+    rows.append(("Submit in process, tasks/s (NORMAL)", _fmt(sub["NORMAL"]),
+                 f"{sub['NORMAL'] / limit['NORMAL']:.2f}x commit limit", _verdict(sub["NORMAL"] >= 3000, "≥ 3,000")))
+    http = f["submit_http_per_s"]
+    for mode, label in (("keepalive", "keep-alive"), ("new_connection", "new connection each")):
+        ours, ceiling = http[f"post_tasks_{mode}"], http[f"empty_route_{mode}"]
+        rows.append((f"POST /tasks via chalice local, {label}, req/s", _fmt(ours),
+                     f"empty route {_fmt(ceiling)}: {ours / ceiling:.0%}", _verdict(ours / ceiling >= 0.8, "≥ 80%")))
+    d = f["drain_per_s"]
+    for sync, huey_key in (("full", "huey_2_workers_fsync"), ("normal", "huey_2_workers_no_fsync")):
+        huey = d[huey_key]
+        seed, best = d[f"seed_b5_c2_{sync}"], d[f"b10_c2_{sync}"]
+        rows.append((f"Drain, seed settings (batch 5, 2 workers), {sync.upper()}, tasks/s", _fmt(seed),
+                     f"Huey {_fmt(huey)}: {seed / huey:.2f}x", _verdict(seed / huey >= 1.5, "≥ 1.5x")))
+        rows.append((f"Drain, batch 10, 2 workers, {sync.upper()}, tasks/s", _fmt(best),
+                     f"Huey {_fmt(huey)}: {best / huey:.2f}x", _verdict(best / huey >= 1.5, "≥ 1.5x")))
+    lat = f["latency_post_to_completed"]
+    rows.append((f"POST → completed at {lat['rate_per_second']:.0f}/s, p50 / p95 / p99",
+                 f"{_fmt(lat['p50_ms'])} / {_fmt(lat['p95_ms'])} / {_fmt(lat['p99_ms'])} ms",
+                 f"{lat['tasks']} tasks", ""))
+    sizes = list(f["get_tasks_latency"])
+    for size in sizes:
+        g = f["get_tasks_latency"][size]
+        rows.append((f"GET /tasks at {int(size):,} tasks, p50 / p99",
+                     f"{_fmt(g['all']['p50_ms'])} / {_fmt(g['all']['p99_ms'])} ms",
+                     f"seed schema {_fmt(g['seed_all']['p50_ms'])} / {_fmt(g['seed_all']['p99_ms'])} ms",
+                     _verdict(g["all"]["p99_ms"] <= 10, "p99 ≤ 10 ms")))
+        rows.append((f"GET /tasks?status=failed at {int(size):,}, p50 / p99",
+                     f"{_fmt(g['status_failed']['p50_ms'])} / {_fmt(g['status_failed']['p99_ms'])} ms",
+                     f"seed schema {_fmt(g['seed_status_failed']['p50_ms'])} / "
+                     f"{_fmt(g['seed_status_failed']['p99_ms'])} ms",
+                     _verdict(g["status_failed"]["p99_ms"] <= 10, "p99 ≤ 10 ms")))
+    first, last = f["get_tasks_latency"][sizes[0]]["all"]["p99_ms"], f["get_tasks_latency"][sizes[-1]]["all"]["p99_ms"]
+    rows.append((f"GET /tasks p99 growth {int(sizes[0]):,} → {int(sizes[-1]):,}", f"{last / first:.2f}x", "",
+                 _verdict(last / first <= 1.5, "flat (≤ 1.5x)")))
+    c = f["cold_start"]
+    rows.append(("Import app.py, local / cloud configuration",
+                 f"{_fmt(c['import_app_local']['median_ms'])} / {_fmt(c['import_app_cloud']['median_ms'])} ms",
+                 f"chalice {_fmt(c['import_chalice']['median_ms'])} ms, boto3 {_fmt(c['import_boto3']['median_ms'])} ms",
+                 _verdict(not c["import_app_local"]["boto3_loaded"], "no boto3 imported")))
+    rows.append(("First use of the backends, local / cloud (imports + clients)",
+                 f"{_fmt(c['first_use_local']['median_ms'])} / {_fmt(c['first_use_cloud']['median_ms'])} ms",
+                 "cloud loads boto3, local does not" if not c["first_use_local"]["boto3_loaded"] else "", ""))
+    rows.append(("Deployment package", f"{c['package_bytes'] / 1024:.0f} KiB", "", ""))
+    cost = f["cost"]
+    rows.append(("Cost per million tasks on AWS", f"${cost['cost_per_million_tasks_usd']['total']:.2f}",
+                 ", ".join(f"{k} ${v:.2f}" for k, v in cost["cost_per_million_tasks_usd"].items() if k != "total"),
+                 cost["prices"]["date"]))
+    return rows
+
+
+def _verdict(ok: bool, target: str) -> str:
+    return f"{target}: {'met' if ok else 'NOT met'}"
+
+
+def markdown(f: dict, rows: list) -> str:
+    m = f["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {f['date']} with `python3 dev.py bench`{' --quick' if f['quick'] else ''}, all in one run on "
+        f"one machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
+        f"SQLite {m['sqlite']}. The machine is shared, so compare the ratios. Raw figures: "
+        "`bench/results/latest.json`.",
+        "",
+        "| Measure | Figure | Compared with | Target |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines += ["", "How each is measured: `bench/README.md`.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+    figures = collect(args.quick)
+    rows = table(figures)
+    width = [max(len(row[i]) for row in rows) for i in range(4)]
+    print()
+    for row in rows:
+        print("  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)).rstrip())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2))
+    if not args.no_report:
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text(markdown(figures, rows))
+    print(f"\nfigures: {RESULTS}" + ("" if args.no_report else f", table: {REPORT}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Submit rate: in-process through the service, and over HTTP through chalice local,
+with keep-alive and with a connection per request, next to an empty Chalice route."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.common import ROOT, Stopwatch, local_environment, rate
+
+EMPTY_APP = Path(__file__).resolve().parent / "empty_app"
+BODY = json.dumps({"action": "uppercase", "data": {"text": "hello world"}})
+
+
+def in_process(tasks: int, synchronous: str) -> float:
+    from chalicelib import factory
+    from chalicelib.validation import NewTask
+
+    with local_environment(TASKS_SQLITE_SYNCHRONOUS=synchronous):
+        service = factory.service(factory.current_settings())
+        service.submit(NewTask("warm", {}))
+        with Stopwatch() as watch:
+            for number in range(tasks):
+                service.submit(NewTask("uppercase", {"text": f"task {number}"}))
+    return rate(tasks, watch.seconds)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`chalice local` for `project`, on a free loopback port."""
+
+    def __init__(self, project: Path, env: dict) -> None:
+        self.port = _free_port()
+        chalice = Path(sys.executable).parent / "chalice"
+        self.process = subprocess.Popen(
+            [str(chalice), "local", "--no-autoreload", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=project, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"chalice local for {project} did not start")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(10)
+
+
+def http_rate(port: int, method: str, path: str, body, requests: int, keep_alive: bool, clients: int = 1) -> float:
+    headers = {"Content-Type": "application/json"} if body else {}
+    per_client = requests // clients
+
+    def client():
+        conn = None
+        for _ in range(per_client):
+            if conn is None or not keep_alive:
+                if conn is not None:
+                    conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status >= 300:
+                raise RuntimeError(f"{method} {path} answered {response.status}")
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    with Stopwatch() as watch:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return rate(per_client * clients, watch.seconds)
+
+
+def over_http(requests: int) -> dict:
+    """POST /tasks through chalice local and the empty route, each with and without keep-alive."""
+    figures = {}
+    with tempfile.TemporaryDirectory() as folder:
+        env = {"TASKS_DB_PATH": f"{folder}/tasks.db", "TASKS_QUEUE_DB_PATH": f"{folder}/queue.db",
+               "TASKS_LOCAL_DISPATCHER": "off", "TASKS_WORK_DELAY_MS": "0"}
+        for name, project, method, path, body in (
+            ("post_tasks", ROOT, "POST", "/tasks", BODY),
+            ("empty_route", EMPTY_APP, "POST", "/", BODY),
+        ):
+            server = Server(project, env)
+            try:
+                http_rate(server.port, method, path, body, 50, keep_alive=True)  # warm up
+                figures[f"{name}_keepalive"] = http_rate(server.port, method, path, body, requests, True)
+                figures[f"{name}_new_connection"] = http_rate(server.port, method, path, body, requests, False)
+            finally:
+                server.stop()
+    return figures
