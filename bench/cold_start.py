@@ -34,7 +34,7 @@ def measure(runs: int = 7) -> dict:
     first_use_cloud = ("import app; from chalicelib import factory; "
                        "factory.store(factory.current_settings()); factory.aws_client('sqs')")
     with tempfile.TemporaryDirectory() as folder:
-        local_env = {**LOCAL, "TASKS_DB_PATH": f"{folder}/t.db", "TASKS_QUEUE_DB_PATH": f"{folder}/q.db"}
+        local_env = {**LOCAL, "TASKS_DB_PATH": f"{folder}/t.db"}
         figures = {
             "import_app_local": _time_import("import app", local_env, runs),
             "import_app_cloud": _time_import("import app", CLOUD, runs),

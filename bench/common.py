@@ -29,7 +29,6 @@ def local_environment(**overrides: str) -> Iterator[Path]:
             del os.environ[name]
         os.environ.update({
             "TASKS_DB_PATH": f"{folder}/tasks.db",
-            "TASKS_QUEUE_DB_PATH": f"{folder}/queue.db",
             "TASKS_WORK_DELAY_MS": "0",
             **overrides,
         })

@@ -19,8 +19,7 @@ def _epoch(value: str) -> float:
 
 def post_to_completed(rate_per_second: float, seconds: float) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        server = Server(ROOT, {"TASKS_DB_PATH": f"{folder}/tasks.db", "TASKS_QUEUE_DB_PATH": f"{folder}/queue.db",
-                               "TASKS_WORK_DELAY_MS": "0"})
+        server = Server(ROOT, {"TASKS_DB_PATH": f"{folder}/tasks.db",                 "TASKS_WORK_DELAY_MS": "0"})
         sent = {}
         lock = threading.Lock()
         start = time.time() + 0.2

@@ -11,7 +11,7 @@ def commits_per_second(synchronous: str, rows: int = 2000) -> float:
 
     with tempfile.TemporaryDirectory() as folder:
         db = Database(f"{folder}/limit.db", synchronous=synchronous)
-        db.migrate(((1, ("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",)),))
+        db.migrate("bench", ((1, ("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",)),))
         with Stopwatch() as watch:
             for number in range(rows):
                 db.execute("INSERT INTO t (v) VALUES (?)", (f"row {number}",))

@@ -94,8 +94,7 @@ def over_http(requests: int) -> dict:
     """POST /tasks through chalice local and the empty route, each with and without keep-alive."""
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
-        env = {"TASKS_DB_PATH": f"{folder}/tasks.db", "TASKS_QUEUE_DB_PATH": f"{folder}/queue.db",
-               "TASKS_LOCAL_DISPATCHER": "off", "TASKS_WORK_DELAY_MS": "0"}
+        env = {"TASKS_DB_PATH": f"{folder}/tasks.db", "TASKS_LOCAL_DISPATCHER": "off", "TASKS_WORK_DELAY_MS": "0"}
         for name, project, method, path, body in (
             ("post_tasks", ROOT, "POST", "/tasks", BODY),
             ("empty_route", EMPTY_APP, "POST", "/", BODY),

@@ -24,22 +24,28 @@ def current_settings() -> Settings:
 # Backends are imported where they are chosen: a Lambda on DynamoDB and SQS
 # never imports sqlite3, and one on SQLite never imports boto3.
 @functools.lru_cache(maxsize=None)
-def _sqlite(path: str, synchronous: str, migrations: tuple):
+def _database(path: str, synchronous: str):
+    """One Database per file, so that components sharing a file share its transactions."""
     from chalicelib.sqlite_db import Database
 
-    db = Database(path, synchronous=synchronous)
-    db.migrate(migrations)
+    return Database(path, synchronous=synchronous)
+
+
+@functools.lru_cache(maxsize=None)
+def _migrated(path: str, synchronous: str, component: str, migrations: tuple):
+    db = _database(path, synchronous)
+    db.migrate(component, migrations)
     return db
 
 
 def tasks_db(settings: Settings):
     from chalicelib.store.sqlite import MIGRATIONS
-    return _sqlite(settings.db_path, settings.sqlite_synchronous, MIGRATIONS)
+    return _migrated(settings.db_path, settings.sqlite_synchronous, "tasks", MIGRATIONS)
 
 
 def queue_db(settings: Settings):
     from chalicelib.queue.embedded import MIGRATIONS
-    return _sqlite(settings.queue_db_path, settings.sqlite_synchronous, MIGRATIONS)
+    return _migrated(settings.queue_file, settings.sqlite_synchronous, "queue", MIGRATIONS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -106,5 +112,5 @@ def worker(settings: Optional[Settings] = None) -> Worker:
 
 def reset() -> None:
     """Forget every cached backend (tests, and after settings change in-process)."""
-    for cached in (_sqlite, store, queue, aws_client):
+    for cached in (_database, _migrated, store, queue, aws_client):
         cached.cache_clear()

@@ -34,13 +34,13 @@ def migrate() -> dict:
     applied = {}
     targets = []
     if settings.store == "sqlite":
-        targets.append((settings.db_path, STORE_MIGRATIONS))
+        targets.append((settings.db_path, "tasks", STORE_MIGRATIONS))
     if settings.queue == "embedded":
-        targets.append((settings.queue_db_path, QUEUE_MIGRATIONS))
-    for path, migrations in targets:
+        targets.append((settings.queue_file, "queue", QUEUE_MIGRATIONS))
+    for path, component, migrations in targets:
         db = Database(path, synchronous=settings.sqlite_synchronous)
         try:
-            applied[path] = db.migrate(migrations)
+            applied[f"{path} ({component})"] = db.migrate(component, migrations)
         finally:
             db.close()
     return applied

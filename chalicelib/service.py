@@ -61,17 +61,19 @@ class TaskService:
                 return Submission(earlier, replayed=True)
             task = replace(task, id=task_id)
         try:
-            self._store.insert(task)
+            # One transaction where the store and queue share a SQLite file: the
+            # task and its message are stored together or not at all.
+            with self._store.batch():
+                self._store.insert(task)
+                self._queue.publish_task(task.id)
         except TaskExists:
             # A concurrent request with the same key inserted it first.
             earlier = self._store.get(task.id)
             if idempotency_key is None or earlier is None:
                 raise
             return Submission(earlier, replayed=True)
-        try:
-            self._queue.publish_task(task.id)
         except PublishError as exc:
-            self._store.delete(task.id)
+            self._store.delete(task.id)  # where the insert was committed on its own
             if idempotency_key is not None:
                 self._store.forget_key(idempotency_key, task.id)
             logs.problem("publish failed; task withdrawn", task_id=task.id, error=str(exc))

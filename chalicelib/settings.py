@@ -24,7 +24,7 @@ class Settings:
     store: str = "sqlite"
     queue: str = "embedded"
     db_path: str = "data/tasks.db"
-    queue_db_path: str = "data/queue.db"
+    queue_db_path: Optional[str] = None  # None: the tasks' own file
     sqlite_synchronous: str = "FULL"
     queue_url: Optional[str] = None
     queue_name: str = "tasks"
@@ -42,6 +42,12 @@ class Settings:
     stale_after_seconds: float = 900.0
     recovery_interval_seconds: Optional[float] = None
     idempotency_ttl_seconds: float = 86_400.0
+
+    @property
+    def queue_file(self) -> str:
+        """The embedded queue's SQLite file: by default the tasks' own, so that a
+        task and its message commit together."""
+        return self.queue_db_path or self.db_path
 
 
 _VARIABLES = {

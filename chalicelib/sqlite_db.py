@@ -17,7 +17,8 @@ from typing import Iterator, Sequence
 BUSY_TIMEOUT_MS = 30_000
 
 # A migration is a version number and the statements that reach it from the
-# version before. PRAGMA user_version records the last applied version.
+# version before. Several components (the task store, the embedded queue) may
+# share one file; each has its own version, recorded in schema_versions.
 Migration = tuple
 
 
@@ -78,17 +79,20 @@ class Database:
         if getattr(self._local, "conn", None) is not None:
             yield self._local.conn
             return
+        callbacks: list = []
         with self._write_lock, self.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            self._local.conn = conn
+            self._local.conn, self._local.after_commit = conn, callbacks
             try:
                 yield conn
             except BaseException:
                 conn.rollback()
                 raise
             finally:
-                self._local.conn = None
+                self._local.conn = self._local.after_commit = None
             conn.commit()
+        for callback in callbacks:
+            callback()
 
     def execute(self, sql: str, params: Sequence = ()) -> int:
         """Run one write statement in its own transaction (or the thread's open one);
@@ -109,22 +113,37 @@ class Database:
         with self.connection() as conn:
             return conn.execute(sql, params).fetchall()
 
-    def migrate(self, migrations: Sequence[Migration]) -> list:
-        """Apply the migrations newer than the file's version, in order; the versions applied."""
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> list:
+        """Apply `component`'s migrations newer than its recorded version, in order,
+        in one transaction; the versions applied."""
         applied = []
         with self._schema_lock, self.transaction() as conn:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_versions "
+                         "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
+            current = row[0] if row else 0
             for version, statements in migrations:
                 if version <= current:
                     continue
                 for statement in statements:
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {int(version)}")
                 applied.append(version)
+            if applied:
+                conn.execute("INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)",
+                             (component, applied[-1]))
         return applied
 
-    def version(self) -> int:
-        return self.query("PRAGMA user_version")[0][0]
+    def version(self, component: str) -> int:
+        rows = self.query("SELECT version FROM schema_versions WHERE component = ?", (component,))
+        return rows[0][0] if rows else 0
+
+    def after_commit(self, callback) -> None:
+        """Run `callback` once this thread's open transaction commits, or now if none is open."""
+        pending = getattr(self._local, "after_commit", None)
+        if getattr(self._local, "conn", None) is None or pending is None:
+            callback()
+        else:
+            pending.append(callback)
 
     def close(self) -> None:
         while True:

@@ -19,7 +19,6 @@ def isolated_environment(tmp_path, monkeypatch):
         if name.startswith("TASKS_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TASKS_DB_PATH", str(tmp_path / "tasks.db"))
-    monkeypatch.setenv("TASKS_QUEUE_DB_PATH", str(tmp_path / "queue.db"))
     monkeypatch.setenv("TASKS_WORK_DELAY_MS", "0")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -42,7 +42,6 @@ class LocalServer:
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("TASKS_", "CHALICE_"))},
             "TASKS_DB_PATH": str(data_dir / "tasks.db"),
-            "TASKS_QUEUE_DB_PATH": str(data_dir / "queue.db"),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }

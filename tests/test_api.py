@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib import factory
 from chalicelib.local.runtime import build_dispatcher
+from chalicelib.validation import NewTask
 from tests.conftest import post_task
 
 
@@ -210,3 +211,26 @@ def test_unknown_route_and_method_answer_problem_json(client):
     response = client.http.delete("/tasks")
     assert response.status_code == 405
     assert json.loads(response.body)["status"] == 405
+
+
+def test_queue_in_its_own_file_works_too(client, chalice_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("TASKS_QUEUE_DB_PATH", str(tmp_path / "separate-queue.db"))
+    task_id = json.loads(post_task(client, {"action": "sum", "data": {"numbers": [2, 3]}}).body)["id"]
+    assert (tmp_path / "separate-queue.db").exists()
+    drain(chalice_app)
+    assert json.loads(client.http.get(f"/tasks/{task_id}").body)["result"] == {"output": 5}
+
+
+def test_task_and_message_share_one_transaction_by_default(client, monkeypatch):
+    from chalicelib.queue.embedded import EmbeddedQueue
+
+    real_send = EmbeddedQueue.send
+
+    def send_then_fail(self, body):
+        real_send(self, body)  # the message is written ...
+        raise RuntimeError("... but the process fails before the commit")
+
+    monkeypatch.setattr(EmbeddedQueue, "send", send_then_fail)
+    with pytest.raises(RuntimeError):
+        factory.service(factory.current_settings()).submit(NewTask("sum", {}))
+    assert stored_tasks(client) == [] and queued_messages() == 0

@@ -29,7 +29,7 @@ def clock():
 @pytest.fixture
 def db(tmp_path):
     database = Database(str(tmp_path / "queue.db"))
-    database.migrate(MIGRATIONS)
+    database.migrate("queue", MIGRATIONS)
     yield database
     database.close()
 
@@ -93,7 +93,7 @@ def test_receive_returns_at_most_the_batch_size_oldest_first(queue, clock):
 def test_messages_survive_reopening_the_file(tmp_path, clock):
     path = str(tmp_path / "durable.db")
     first = Database(path)
-    first.migrate(MIGRATIONS)
+    first.migrate("queue", MIGRATIONS)
     EmbeddedQueue(first, "tasks", clock=clock).send("kept")
     first.close()
     second = Database(path)

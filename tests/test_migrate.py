@@ -25,20 +25,20 @@ def test_migration_failure_exits_non_zero_with_a_message(tmp_path, monkeypatch, 
 def test_migrations_apply_in_order_from_the_recorded_version(tmp_path):
     db = Database(str(tmp_path / "x.db"))
     first = ((1, ("CREATE TABLE a (x INTEGER)",)),)
-    assert db.migrate(first) == [1]
+    assert db.migrate("a", first) == [1]
     second = first + ((2, ("ALTER TABLE a ADD COLUMN y TEXT",)), (3, ("CREATE INDEX a_y ON a (y)",)))
-    assert db.migrate(second) == [2, 3]
-    assert db.migrate(second) == []
-    assert db.version() == 3
+    assert db.migrate("a", second) == [2, 3]
+    assert db.migrate("a", second) == []
+    assert db.version("a") == 3
 
 
 def test_failed_migration_leaves_the_previous_version(tmp_path):
     db = Database(str(tmp_path / "x.db"))
-    db.migrate(((1, ("CREATE TABLE a (x INTEGER)",)),))
+    db.migrate("a", ((1, ("CREATE TABLE a (x INTEGER)",)),))
     broken = ((1, ()), (2, ("CREATE TABLE b (x INTEGER)", "NOT SQL")))
     try:
-        db.migrate(broken)
+        db.migrate("a", broken)
     except sqlite3.OperationalError:
         pass
-    assert db.version() == 1
+    assert db.version("a") == 1
     assert db.query("SELECT name FROM sqlite_master WHERE name = 'b'") == []

@@ -12,7 +12,7 @@ from tests.store_contract import StoreContract, make_task
 @pytest.fixture
 def db(tmp_path):
     database = Database(str(tmp_path / "tasks.db"))
-    database.migrate(MIGRATIONS)
+    database.migrate("tasks", MIGRATIONS)
     yield database
     database.close()
 

@@ -117,7 +117,7 @@ def _warn_if_watched(settings) -> None:
     """Autoreload restarts the server when any file under the project changes,
     and every write changes the SQLite files."""
     project = os.path.realpath(os.getcwd())
-    watched = [path for path in (settings.db_path, settings.queue_db_path)
+    watched = [path for path in {settings.db_path, settings.queue_file}
                if os.path.realpath(path).startswith(project + os.sep)]
     if watched:
         logs.problem(

@@ -83,7 +83,8 @@ class EmbeddedQueue(TaskQueue):
             )
         except Exception as exc:  # any failure to persist is a failed publish
             raise PublishError(f"the embedded queue could not store the message: {exc}") from exc
-        self._arrived.set()
+        # Inside a caller's transaction the message exists only once that commits.
+        self._db.after_commit(self._arrived.set)
         return message_id
 
     def receive(self, max_messages: int, visibility_timeout: Optional[float] = None) -> list:
