@@ -74,6 +74,10 @@ def http_rate(port: int, method: str, path: str, body, requests: int, keep_alive
                 if conn is not None:
                     conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.connect()
+                # http.client writes headers and body separately: without this, Nagle's
+                # algorithm and the server's delayed ACK stall every reused connection 40 ms.
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
             response.read()

@@ -21,6 +21,13 @@ class FakeClock:
         self.now += seconds
 
 
+def deliver_one_batch(queue, handler):
+    """One batch through a dispatcher, its deletes committed (they wait for the next receive)."""
+    source = EmbeddedSource(queue)
+    Dispatcher(source, handler, "process_tasks", batch_size=5).deliver_one_batch()
+    source.flush()
+
+
 @pytest.fixture
 def clock():
     return FakeClock()
@@ -141,7 +148,7 @@ def test_dispatcher_deletes_all_but_reported_failures(db):
             {"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "bad"
         ]}
 
-    Dispatcher(EmbeddedSource(queue), handler, "process_tasks", batch_size=5).deliver_one_batch()
+    deliver_one_batch(queue, handler)
     assert queue.depth() == 1
     assert queue.receive(1) == []  # still leased: it comes back after its visibility timeout
 
@@ -154,7 +161,7 @@ def test_handler_that_raises_leaves_the_whole_batch_for_redelivery(db, clock):
     def handler(event, context):
         raise RuntimeError("crashed")
 
-    Dispatcher(EmbeddedSource(queue), handler, "process_tasks", batch_size=5).deliver_one_batch()
+    deliver_one_batch(queue, handler)
     assert queue.receive(5) == []
     clock.advance(31)
     assert sorted(m.body for m in queue.receive(5)) == ["a", "b"]
@@ -164,8 +171,7 @@ def test_event_is_lambda_shaped(db):
     queue = EmbeddedQueue(db, "tasks")
     queue.send('{"task_id": "x"}')
     events = []
-    Dispatcher(EmbeddedSource(queue), lambda event, context: events.append((event, context)), "process_tasks",
-               batch_size=5).deliver_one_batch()
+    deliver_one_batch(queue, lambda event, context: events.append((event, context)))
     [(event, context)] = events
     [record] = event["Records"]
     assert record["eventSource"] == "aws:sqs"

@@ -51,6 +51,7 @@ class Dispatcher:
             except Exception as exc:  # keep dispatching whatever one batch did
                 logs.problem("dispatcher error", error=f"{type(exc).__name__}: {exc}")
                 self._stopping.wait(self._idle_poll)
+        self._source.flush()
 
     def deliver_one_batch(self) -> int:
         """Receive and deliver one batch; how many messages it held."""
@@ -77,3 +78,4 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         while self.deliver_one_batch() and time.monotonic() < deadline:
             pass
+        self._source.flush()

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from chalicelib.queue.base import PublishError, QueueStats, TaskQueue
 from chalicelib.sqlite_db import Database
@@ -87,11 +87,16 @@ class EmbeddedQueue(TaskQueue):
         self._db.after_commit(self._arrived.set)
         return message_id
 
-    def receive(self, max_messages: int, visibility_timeout: Optional[float] = None) -> list:
+    def receive(self, max_messages: int, visibility_timeout: Optional[float] = None,
+                delete_first: Sequence[str] = ()) -> list:
+        """Lease up to `max_messages`; `delete_first` are receipt handles to delete in
+        the same transaction (the previous batch's, acknowledged)."""
         timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
         now = self._now()
         received: list = []
         with self._db.transaction() as conn:
+            if delete_first:
+                self.delete_many(list(delete_first))
             while len(received) < max_messages:
                 candidates = conn.execute(
                     "SELECT id, receive_count FROM messages WHERE queue = ? AND visible_at <= ? "
