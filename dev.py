@@ -4,6 +4,7 @@
     python3 dev.py serve [chalice local options]   # API, worker, SQLite and queue on :8080
     python3 dev.py test [pytest options]           # the whole test suite
     python3 dev.py package [--stage prod]          # deployable template + package, linted
+    python3 dev.py bench [--quick]                 # benchmarks: one table, docs/benchmarks.md
 
 Each creates .venv and installs requirements-dev.txt when they are missing or
 changed, then runs the command inside it.
@@ -108,8 +109,16 @@ def package(args: list) -> int:
     return subprocess.run([str(PYTHON), "-m", "deploy.package", *args], cwd=ROOT).returncode
 
 
+def bench(args: list) -> int:
+    setup()
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "-r", ROOT / "requirements-bench.txt")
+    return subprocess.run([str(PYTHON), "-m", "bench.run", *args], cwd=ROOT).returncode
+
+
 def main() -> int:
-    commands = {"serve": serve, "test": test, "package": package, "setup": lambda _args: setup() or 0}
+    commands = {"serve": serve, "test": test, "package": package, "bench": bench,
+                "setup": lambda _args: setup() or 0}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

@@ -99,11 +99,12 @@ def over_http(requests: int) -> dict:
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
         env = {"TASKS_DB_PATH": f"{folder}/tasks.db", "TASKS_LOCAL_DISPATCHER": "off", "TASKS_WORK_DELAY_MS": "0"}
-        for name, project, method, path, body in (
-            ("post_tasks", ROOT, "POST", "/tasks", BODY),
-            ("empty_route", EMPTY_APP, "POST", "/", BODY),
+        for name, project, method, path, body, extra in (
+            ("post_tasks", ROOT, "POST", "/tasks", BODY, {"TASKS_SQLITE_SYNCHRONOUS": "FULL"}),
+            ("post_tasks_normal", ROOT, "POST", "/tasks", BODY, {"TASKS_SQLITE_SYNCHRONOUS": "NORMAL"}),
+            ("empty_route", EMPTY_APP, "POST", "/", BODY, {}),
         ):
-            server = Server(project, env)
+            server = Server(project, {**env, **extra})
             try:
                 http_rate(server.port, method, path, body, 50, keep_alive=True)  # warm up
                 figures[f"{name}_keepalive"] = http_rate(server.port, method, path, body, requests, True)

@@ -1,0 +1,56 @@
+"""The benchmark code keeps working: each piece runs at a tiny size and returns figures.
+No figure is compared with a time here; benchmarks never fail CI on speed."""
+import math
+
+import pytest
+
+from bench import cost, drain, listing, sqlite_limit, submit
+from bench.run import markdown, table
+
+
+def test_small_runs_return_figures():
+    assert sqlite_limit.commits_per_second("NORMAL", rows=20) > 0
+    assert submit.in_process(20, "NORMAL") > 0
+    assert drain.embedded(20, 5, 2) > 0
+    figures = listing.measure(300, runs=3)
+    assert set(figures) == {"all", "status_failed", "status_completed", "seed_all", "seed_status_failed"}
+    assert all(value["p99_ms"] >= value["p50_ms"] > 0 for value in figures.values())
+
+
+def test_cost_is_computed_from_measured_figures():
+    measured = {"api_handler_ms": 10.0, "worker_batch_ms": 50.0, "worker_batch_size": 5,
+                "api_calls_per_task": {"sqs:SendMessage": 1.0, "dynamodb:PutItem": 1.0}}
+    result = cost.per_million(measured)["cost_per_million_tasks_usd"]
+    assert result["api_gateway"] == 3.5
+    assert result["dynamodb"] == 8.75  # 14 write units a task at $0.625 a million
+    assert math.isclose(result["total"], sum(v for k, v in result.items() if k != "total"), abs_tol=0.02)
+
+
+def test_table_reports_targets_met_and_missed():
+    pytest.importorskip("json")
+    one = {"p50_ms": 1.0, "p99_ms": 2.0}
+    figures = {
+        "machine": {"cpu": "x", "cores": 2, "memory_gib": 1, "python": "3", "sqlite": "3"},
+        "quick": True, "date": "today",
+        "sqlite_commits_per_s": {"FULL": 1000.0, "NORMAL": 10000.0},
+        "submit_in_process_per_s": {"FULL": 900.0, "NORMAL": 4000.0},
+        "submit_http_per_s": {f"{name}_{mode}": 100.0 for name in ("post_tasks", "post_tasks_normal", "empty_route")
+                              for mode in ("keepalive", "new_connection")},
+        "drain_per_s": {"seed_b5_c2_full": 300.0, "huey_2_workers_fsync": 100.0, "b10_c2_full": 100.0,
+                        "seed_b5_c2_normal": 1.0, "huey_2_workers_no_fsync": 1.0, "b10_c2_normal": 1.0},
+        "latency_post_to_completed": {"rate_per_second": 10, "tasks": 5, "p50_ms": 1.0, "p95_ms": 2.0,
+                                      "p99_ms": 3.0},
+        "get_tasks_latency": {"10": {k: one for k in ("all", "status_failed", "seed_all", "seed_status_failed")}},
+        "cold_start": {"import_app_local": {"median_ms": 1.0, "boto3_loaded": False},
+                       "import_app_cloud": {"median_ms": 1.0}, "import_chalice": {"median_ms": 1.0},
+                       "import_boto3": {"median_ms": 1.0}, "first_use_local": {"median_ms": 1.0, "boto3_loaded": False},
+                       "first_use_cloud": {"median_ms": 1.0}, "package_bytes": 2048},
+        "cost": {"cost_per_million_tasks_usd": {"api_gateway": 3.5, "total": 3.5}, "prices": {"date": "d"}},
+    }
+    rows = table(figures)
+    verdicts = {row[0]: row[3] for row in rows}
+    assert verdicts["Submit in process, tasks/s (FULL)"] == "≥ 3,000: NOT met"
+    assert verdicts["Submit in process, tasks/s (NORMAL)"] == "≥ 3,000: met"
+    assert verdicts["Drain, seed settings (batch 5, 2 workers), FULL, tasks/s"] == "≥ 1.5x: met"
+    assert verdicts["Drain, batch 10, 2 workers, FULL, tasks/s"] == "≥ 1.5x: NOT met"
+    assert "| Measure | Figure | Compared with | Target |" in markdown(figures, rows)
