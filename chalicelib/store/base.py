@@ -81,10 +81,12 @@ class TaskStore(ABC):
         expect_attempts: Optional[int],
         fields: dict,
         increment_attempts: bool,
+        returning: bool = True,
     ) -> Optional[Task]:
         """Atomically move a task whose status is in `frm` (and, if given, whose
         attempts equal `expect_attempts`) to `to`, setting `fields`; the task as
-        it now is, or None when it was not in such a state."""
+        it now is (or, with returning=False, a true value), or None when it was
+        not in such a state."""
 
     @abstractmethod
     def _due(self, now: datetime, limit: int) -> list:
@@ -116,11 +118,12 @@ class TaskStore(ABC):
         return contextlib.nullcontext()
 
     def _move(self, task_id: str, frm: Iterable[Status], to: Status, fields: dict,
-              expect_attempts: Optional[int] = None, increment_attempts: bool = False) -> Optional[Task]:
+              expect_attempts: Optional[int] = None, increment_attempts: bool = False,
+              returning: bool = True) -> Optional[Task]:
         frm = frozenset(frm)
         if not frm <= sources_of(to):
             raise ValueError(f"a task cannot move from {sorted(s.value for s in frm)} to {to.value}")
-        return self._transition(task_id, frm, to, expect_attempts, fields, increment_attempts)
+        return self._transition(task_id, frm, to, expect_attempts, fields, increment_attempts, returning)
 
     def list(self, status: Optional[Status] = None, limit: int = 100, cursor: Optional[str] = None) -> Page:
         after = decode_cursor(cursor) if cursor is not None else None
@@ -150,8 +153,8 @@ class TaskStore(ABC):
             raise ValueError(f"{to.value} is not a final status")
         done = self._move(task_id, sources_of(to), to,
                           {"finished_at": now, "result": result, "error": error, "due_at": None},
-                          expect_attempts=attempt)
-        return done is not None
+                          expect_attempts=attempt, returning=False)
+        return bool(done)
 
     def requeue(self, task_id: str, attempt: int, due_at: datetime, error: Optional[str] = None,
                 frm: Iterable[Status] = (Status.RUNNING,)) -> Optional[Task]:

@@ -283,7 +283,7 @@ class DynamoTaskStore(TaskStore):
     def purge_expired_keys(self, now: datetime) -> int:
         return 0  # DynamoDB's TTL deletes them; remember_key ignores expired ones meanwhile
 
-    def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts):
+    def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts, returning=True):
         names = {"#status": "status"}
         values = {":to": {"S": to.value}}
         sets, removes = ["#status = :to"], []
@@ -320,7 +320,7 @@ class DynamoTaskStore(TaskStore):
                 TableName=self._table, Key={"id": {"S": task_id}},
                 UpdateExpression=expression, ConditionExpression=condition,
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if returning else "NONE",
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
@@ -328,4 +328,4 @@ class DynamoTaskStore(TaskStore):
             raise _failed("UpdateItem", exc) from exc
         except BotoCoreError as exc:
             raise _failed("UpdateItem", exc) from exc
-        return _decode_item(response["Attributes"])
+        return _decode_item(response["Attributes"]) if returning else True

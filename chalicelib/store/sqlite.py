@@ -156,7 +156,7 @@ class SqliteTaskStore(TaskStore):
     def purge_expired_keys(self, now: datetime) -> int:
         return self._db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (to_micros(now),))
 
-    def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts):
+    def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts, returning=True):
         assignments = ["status = ?"] + [f"{name} = ?" for name in fields]
         params = [to.value] + [_column_value(name, value) for name, value in fields.items()]
         if increment_attempts:
@@ -168,5 +168,8 @@ class SqliteTaskStore(TaskStore):
             condition += " AND attempts = ?"
             params.append(expect_attempts)
         rows = self._db.write_returning(
-            f"UPDATE tasks SET {', '.join(assignments)} WHERE {condition} RETURNING {_COLUMNS}", params)
-        return _row_to_task(rows[0]) if rows else None
+            f"UPDATE tasks SET {', '.join(assignments)} WHERE {condition} "
+            f"RETURNING {_COLUMNS if returning else 'id'}", params)
+        if not rows:
+            return None
+        return _row_to_task(rows[0]) if returning else True
