@@ -110,7 +110,8 @@ class Worker:
 
     def _claim_all(self, claimable: list) -> list:
         now = utcnow()
-        with self._store.batch():
+        # A claim lost in a power cut only means the attempt runs again.
+        with self._store.batch(durable=False):
             claimed = [(message, self._guarded(self._claim, message[0], message[3], now), time.perf_counter())
                        for message in claimable]
         for _, task, _ in claimed:

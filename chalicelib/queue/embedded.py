@@ -94,7 +94,8 @@ class EmbeddedQueue(TaskQueue):
         timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
         now = self._now()
         received: list = []
-        with self._db.transaction() as conn:
+        # A lease lost in a power cut only makes its messages visible again sooner.
+        with self._db.transaction(durable=False) as conn:
             if delete_first:
                 self.delete_many(list(delete_first))
             while len(received) < max_messages:

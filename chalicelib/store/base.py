@@ -112,9 +112,11 @@ class TaskStore(ABC):
     def purge_expired_keys(self, now: datetime) -> int:
         """Delete expired Idempotency-Key records (a store with its own expiry does nothing)."""
 
-    def batch(self) -> ContextManager[None]:
+    def batch(self, durable: bool = True) -> ContextManager[None]:
         """Group several calls: a backend that can commits them together (one SQLite
-        transaction); the calls keep their own conditions and outcomes either way."""
+        transaction); the calls keep their own conditions and outcomes either way.
+        durable=False allows a backend not to wait for the disk, for writes whose
+        loss would only repeat work (claims)."""
         return contextlib.nullcontext()
 
     def _move(self, task_id: str, frm: Iterable[Status], to: Status, fields: dict,

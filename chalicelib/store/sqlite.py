@@ -116,8 +116,8 @@ class SqliteTaskStore(TaskStore):
         )
         return [_row_to_task(row) for row in rows]
 
-    def batch(self):
-        return self._db.transaction()
+    def batch(self, durable: bool = True):
+        return self._db.transaction(durable)
 
     def count_by_status(self) -> dict:
         return dict(self._db.query("SELECT status, COUNT(*) FROM tasks GROUP BY status"))
