@@ -14,7 +14,6 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from bench.common import ROOT, machine
 

@@ -104,10 +104,6 @@ class Worker:
                          message_id=message_id, error=f"{type(exc).__name__}: {exc}")
             return _FAILED
 
-    def process(self, receipt_handle: str, body: str) -> bool:
-        """One message on its own: True when it can be deleted, False when it must come back."""
-        return not self.process_batch([("single", receipt_handle, body)])
-
     def _claim_all(self, claimable: list) -> list:
         now = utcnow()
         # A claim lost in a power cut only means the attempt runs again.

@@ -1,6 +1,5 @@
 """The dashboard in a real headless Chromium against a chalice local the test starts."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -7,7 +7,7 @@ import pytest
 from chalicelib import actions, factory
 from chalicelib.local.runtime import build_dispatcher, build_schedulers
 from chalicelib.queue.embedded import dead_letter_name
-from chalicelib.tasks import Status, Task, utcnow
+from chalicelib.tasks import Task, utcnow
 from chalicelib.worker import RetryPolicy
 from tests.conftest import post_task
 from tests.sqs_events import lambda_event, receive_all
