@@ -9,7 +9,7 @@ import functools
 
 from chalicelib.store.base import CURSOR_PATTERN
 from chalicelib.tasks import Status
-from chalicelib.validation import DEFAULT_LIMIT, MAX_ACTION_LENGTH, MAX_KEY_LENGTH, MAX_LIMIT
+from chalicelib.validation import ACTION_PATTERN, DEFAULT_LIMIT, MAX_ACTION_LENGTH, MAX_KEY_LENGTH, MAX_LIMIT
 
 _JSON = "application/json"
 _PROBLEM = "application/problem+json"
@@ -158,7 +158,7 @@ def _document() -> dict:
                 "required": ["action"],
                 "properties": {
                     "action": {"type": "string", "minLength": 1, "maxLength": MAX_ACTION_LENGTH,
-                               "pattern": "\\S", "examples": ["uppercase", "sum"]},
+                               "pattern": ACTION_PATTERN, "examples": ["uppercase", "sum"]},
                     "data": {"type": ["object", "null"], "examples": [{"text": "hello world"}]},
                 },
             },

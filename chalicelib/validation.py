@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -10,6 +11,11 @@ from chalicelib.store.base import decode_cursor
 from chalicelib.tasks import Status
 
 MAX_ACTION_LENGTH = 200
+# An action needs one character that is not white space, white space as JSON
+# Schema's (ECMAScript's) \s defines it, so that the OpenAPI document and this
+# check agree on every string.
+ACTION_PATTERN = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_ACTION = re.compile(ACTION_PATTERN)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
@@ -58,7 +64,7 @@ def parse_new_task(raw_body: bytes, max_bytes: int) -> NewTask:
     action = body.get("action")
     if action is None:
         raise InvalidInput("action required: add an \"action\" string to the body")
-    if not isinstance(action, str) or not action.strip():
+    if not isinstance(action, str) or not _ACTION.search(action):
         raise InvalidInput("action required: \"action\" must be a non-empty string")
     if len(action) > MAX_ACTION_LENGTH:
         raise InvalidInput(f"action is longer than {MAX_ACTION_LENGTH} characters")

@@ -234,3 +234,10 @@ def test_task_and_message_share_one_transaction_by_default(client, monkeypatch):
     with pytest.raises(RuntimeError):
         factory.service(factory.current_settings()).submit(NewTask("sum", {}))
     assert stored_tasks(client) == [] and queued_messages() == 0
+
+
+def test_action_blankness_matches_the_documented_pattern(client):
+    # JSON Schema's \s does not cover the ASCII separators U+001C..U+001F; Python's does.
+    assert post_task(client, {"action": "\u001f"}).status_code == 202
+    for blank in (" \t\n", "\u00a0", "\u3000 "):
+        assert post_task(client, {"action": blank}).status_code == 400
