@@ -142,7 +142,7 @@ class Worker:
             if task.attempts >= self._retry.max_attempts:
                 self._give_up(task, receipt_handle, body, error)
                 return None
-            return _RETRY if not self._schedule_retry(task, receipt_handle, error) else None
+            return self._schedule_retry(task, receipt_handle, error)
 
     def _record(self, task: Task, outcome: Status, started: float, result=None, error=None):
         """Write an outcome; the log line to emit once it is committed."""
@@ -152,15 +152,17 @@ class Worker:
         return lambda: logs.note("a newer attempt owns this task; outcome discarded",
                                  task_id=task.id, attempt=task.attempts)
 
-    def _schedule_retry(self, task: Task, receipt_handle: str, error: str) -> bool:
+    def _schedule_retry(self, task: Task, receipt_handle: str, error: str):
+        """_RETRY once the task is queued again and its message hidden for the backoff;
+        None when a newer attempt owns the task, which spends this message."""
         delay = self._retry.delay(task.attempts)
         due = utcnow() + timedelta(seconds=delay) + self._stale_after
         requeued = self._store.requeue(task.id, task.attempts, due, error=error)
         if requeued is None:
-            return True  # a newer attempt owns the task; this message is spent
+            return None
         self._queue.retry_later(receipt_handle, delay)
         logs.state_change(requeued, retry_in_s=delay, error=error)
-        return False
+        return _RETRY
 
     def _give_up(self, task: Task, receipt_handle: str, body: str, error: str) -> None:
         self._record(task, Status.FAILED, time.perf_counter(), error=error)()
