@@ -64,17 +64,9 @@ class Worker:
             return [message[0] for message in claimable]
         outcomes = []
         for (message_id, receipt_handle, body, task_id), task, started in claimed:
-            if task is _FAILED:
-                failed.append(message_id)
-                continue
-            try:
-                outcome = self._run(task_id, task, receipt_handle, body, started)
-            except Exception as exc:  # reported for redelivery, never swallowed
-                logs.problem("message failed; it will be delivered again",
-                             message_id=message_id, error=f"{type(exc).__name__}: {exc}")
-                failed.append(message_id)
-                continue
-            if outcome is _RETRY:
+            outcome = task if task is _FAILED else self._guarded(
+                self._run, message_id, task_id, task, receipt_handle, body, started)
+            if outcome is _RETRY or outcome is _FAILED:
                 failed.append(message_id)
             elif outcome is not None:
                 outcomes.append((message_id, outcome))
