@@ -14,6 +14,8 @@ import sqlite3
 import threading
 from typing import Iterator, Sequence
 
+from chalicelib.sqlite_wal import Checkpointer, GroupCommit
+
 BUSY_TIMEOUT_MS = 30_000
 
 # A migration is a version number and the statements that reach it from the
@@ -26,6 +28,10 @@ class Database:
     def __init__(self, path: str, synchronous: str = "FULL", pool_size: int = 8) -> None:
         self.path = path
         self._synchronous = synchronous
+        # FULL and EXTRA: durable writes flush the log themselves, grouped with
+        # other threads' (see group_commit); connections commit at NORMAL.
+        self._group = GroupCommit(path) if synchronous in ("FULL", "EXTRA") else None
+        self._connection_synchronous = "NORMAL" if self._group else synchronous
         self._pool: "queue.LifoQueue[sqlite3.Connection]" = queue.LifoQueue(pool_size)
         self._schema_lock = threading.Lock()
         # The write transaction this thread has open: statements issued inside
@@ -35,6 +41,7 @@ class Database:
         # which polls with sleeps of up to 100 ms; other processes still meet the
         # busy timeout.
         self._write_lock = threading.Lock()
+        self._checkpointer = Checkpointer(self._open, self._write_lock)
 
     def _open(self) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -47,8 +54,9 @@ class Database:
         )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute(f"PRAGMA synchronous = {self._connection_synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
         return conn
 
     @contextlib.contextmanager
@@ -77,25 +85,22 @@ class Database:
         """A write transaction, committed on success and rolled back on error.
         Nested in another on the same thread, it joins that one.
 
-        durable=False commits without waiting for the disk (synchronous NORMAL),
-        for writes whose loss in a power cut only repeats work: a lease or a claim.
-        The next durable commit flushes them with it, since the WAL is one file
-        written in order; a killed process loses nothing either way.
+        durable=False returns without waiting for the disk, for writes whose loss
+        in a power cut only repeats work: a lease or a claim. The next durable
+        commit flushes them with it, since the log is one file written in order;
+        a killed process loses nothing either way.
         """
         if getattr(self._local, "conn", None) is not None:
             yield self._local.conn
             return
-        relax = not durable and self._synchronous in ("FULL", "EXTRA")
         callbacks: list = []
         with self._write_lock, self.connection() as conn:
-            if relax:
-                conn.execute("PRAGMA synchronous = NORMAL")
-            try:
-                with self._begun(conn, callbacks):
-                    yield conn
-            finally:
-                if relax:
-                    conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            before = conn.total_changes
+            with self._begun(conn, callbacks):
+                yield conn
+            ticket = self._ticket(conn, before)
+        if durable:
+            self._wait_durable(ticket)
         for callback in callbacks:
             callback()
 
@@ -112,20 +117,40 @@ class Database:
             self._local.conn = self._local.after_commit = None
         conn.commit()
 
+    def _ticket(self, conn: sqlite3.Connection, changes_before: int) -> int:
+        """Called under the write lock right after a commit: its place in the log,
+        or 0 if it changed nothing (or this database does not flush itself)."""
+        if conn.total_changes == changes_before:
+            return 0
+        self._checkpointer.committed()
+        return self._group.committed() if self._group else 0
+
+    def _wait_durable(self, ticket: int) -> None:
+        if ticket:
+            self._group.wait_durable(ticket)
+
     def execute(self, sql: str, params: Sequence = ()) -> int:
         """Run one write statement in its own transaction (or the thread's open one);
         the rows it changed."""
         if getattr(self._local, "conn", None) is not None:
             return self._local.conn.execute(sql, params).rowcount
         with self._write_lock, self.connection() as conn:
-            return conn.execute(sql, params).rowcount
+            before = conn.total_changes
+            changed = conn.execute(sql, params).rowcount
+            ticket = self._ticket(conn, before)
+        self._wait_durable(ticket)
+        return changed
 
     def write_returning(self, sql: str, params: Sequence = ()) -> list:
         """Run one write statement with a RETURNING clause; the rows it returned."""
         if getattr(self._local, "conn", None) is not None:
             return self._local.conn.execute(sql, params).fetchall()
         with self._write_lock, self.connection() as conn:
-            return conn.execute(sql, params).fetchall()  # run to completion: the autocommit ends here
+            before = conn.total_changes
+            rows = conn.execute(sql, params).fetchall()  # run to completion: the autocommit ends here
+            ticket = self._ticket(conn, before)
+        self._wait_durable(ticket)
+        return rows
 
     def query(self, sql: str, params: Sequence = ()) -> list:
         with self.connection() as conn:
@@ -164,6 +189,7 @@ class Database:
             pending.append(callback)
 
     def close(self) -> None:
+        self._checkpointer.close()
         while True:
             try:
                 self._pool.get_nowait().close()

@@ -63,12 +63,3 @@ def test_concurrent_writers_never_see_database_is_locked(store):
 def test_wal_mode_and_busy_timeout_are_set(db):
     assert db.query("PRAGMA journal_mode")[0][0] == "wal"
     assert db.query("PRAGMA busy_timeout")[0][0] >= 5000
-
-
-def test_a_relaxed_transaction_restores_full_durability(db):
-    assert db.query("PRAGMA synchronous")[0][0] == 2  # FULL
-    with db.transaction(durable=False) as conn:
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-        conn.execute("CREATE TABLE IF NOT EXISTS scratch (x)")
-    with db.connection() as conn:
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
