@@ -18,7 +18,7 @@ from chalicelib.worker import Worker
 
 
 def current_settings() -> Settings:
-    return settings_module.from_environ()
+    return settings_module.current()
 
 
 # Backends are imported where they are chosen: a Lambda on DynamoDB and SQS
@@ -84,7 +84,11 @@ def aws_client(service: str):
 
 
 def service(settings: Optional[Settings] = None) -> TaskService:
-    settings = settings or current_settings()
+    return _service(settings or current_settings())
+
+
+@functools.lru_cache(maxsize=None)
+def _service(settings: Settings) -> TaskService:
     return TaskService(store(settings), queue(settings),
                        stale_after_seconds=settings.stale_after_seconds,
                        idempotency_ttl_seconds=settings.idempotency_ttl_seconds)
@@ -112,5 +116,5 @@ def worker(settings: Optional[Settings] = None) -> Worker:
 
 def reset() -> None:
     """Forget every cached backend (tests, and after settings change in-process)."""
-    for cached in (_database, _migrated, store, queue, aws_client):
+    for cached in (_database, _migrated, store, queue, _service, aws_client):
         cached.cache_clear()

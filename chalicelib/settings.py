@@ -7,6 +7,7 @@ import, and everything built from them is cached per distinct `Settings`.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
@@ -74,6 +75,18 @@ _VARIABLES = {
     "TASKS_RECOVERY_INTERVAL_S": ("recovery_interval_seconds", float),
     "TASKS_IDEMPOTENCY_TTL_S": ("idempotency_ttl_seconds", float),
 }
+
+
+def current() -> Settings:
+    """The settings the environment holds now. It is read on every call (a test
+    client sets a stage's variables only during a request); parsing and checking
+    happen once per distinct set of values."""
+    return _parsed(tuple(map(os.environ.get, _VARIABLES)))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(raw_values: tuple) -> Settings:
+    return from_environ({variable: raw for variable, raw in zip(_VARIABLES, raw_values) if raw is not None})
 
 
 def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:

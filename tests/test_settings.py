@@ -1,6 +1,6 @@
 import pytest
 
-from chalicelib.settings import ConfigurationError, Settings, from_environ, variables
+from chalicelib.settings import ConfigurationError, Settings, current, from_environ, variables
 from tests.conftest import PROJECT_DIR
 
 
@@ -29,6 +29,19 @@ def test_variables_are_parsed():
 def test_bad_values_say_which_variable_to_fix(environ, message):
     with pytest.raises(ConfigurationError, match=message):
         from_environ(environ)
+
+
+def test_current_settings_follow_the_environment_at_each_call(monkeypatch):
+    monkeypatch.setenv("TASKS_WORK_DELAY_MS", "7")
+    first = current()
+    assert first.work_delay_ms == 7 and current() is first  # parsed once per set of values
+    monkeypatch.setenv("TASKS_WORK_DELAY_MS", "8")
+    assert current().work_delay_ms == 8
+    monkeypatch.setenv("TASKS_WORK_DELAY_MS", "-1")
+    with pytest.raises(ConfigurationError, match="TASKS_WORK_DELAY_MS must be at least 0"):
+        current()
+    monkeypatch.delenv("TASKS_WORK_DELAY_MS")
+    assert current().work_delay_ms == Settings().work_delay_ms
 
 
 def test_readme_documents_every_variable():
