@@ -20,17 +20,31 @@ EMPTY_APP = Path(__file__).resolve().parent / "empty_app"
 BODY = json.dumps({"action": "uppercase", "data": {"text": "hello world"}})
 
 
-def in_process(tasks: int, synchronous: str) -> float:
+def in_process(tasks: int, synchronous: str, threads: int = 1) -> float:
+    """Tasks per second through `TaskService.submit`, called from `threads` threads at once
+    (a server's request threads; with one, each submit waits for its own flush)."""
     from chalicelib import factory
     from chalicelib.validation import NewTask
 
     with local_environment(TASKS_SQLITE_SYNCHRONOUS=synchronous):
         service = factory.service(factory.current_settings())
         service.submit(NewTask("warm", {}))
-        with Stopwatch() as watch:
-            for number in range(tasks):
+        per_thread = tasks // threads
+
+        def submitter(offset: int) -> None:
+            for number in range(offset, offset + per_thread):
                 service.submit(NewTask("uppercase", {"text": f"task {number}"}))
-    return rate(tasks, watch.seconds)
+
+        workers = [threading.Thread(target=submitter, args=(n * per_thread,)) for n in range(threads)]
+        with Stopwatch() as watch:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+        stored = service.stats()["total"] - 1
+    if stored != per_thread * threads:
+        raise RuntimeError(f"{stored} tasks stored, {per_thread * threads} submitted")
+    return rate(per_thread * threads, watch.seconds)
 
 
 def _free_port() -> int:
@@ -94,8 +108,9 @@ def http_rate(port: int, method: str, path: str, body, requests: int, keep_alive
     return rate(per_client * clients, watch.seconds)
 
 
-def over_http(requests: int) -> dict:
-    """POST /tasks through chalice local and the empty route, each with and without keep-alive."""
+def over_http(requests: int, clients: tuple = (1, 8)) -> dict:
+    """POST /tasks through chalice local and the empty route, each with and without
+    keep-alive, from one client and from several at once."""
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
         env = {"TASKS_DB_PATH": f"{folder}/tasks.db", "TASKS_LOCAL_DISPATCHER": "off", "TASKS_WORK_DELAY_MS": "0"}
@@ -107,8 +122,12 @@ def over_http(requests: int) -> dict:
             server = Server(project, {**env, **extra})
             try:
                 http_rate(server.port, method, path, body, 50, keep_alive=True)  # warm up
-                figures[f"{name}_keepalive"] = http_rate(server.port, method, path, body, requests, True)
-                figures[f"{name}_new_connection"] = http_rate(server.port, method, path, body, requests, False)
+                for count in clients:
+                    suffix = "" if count == 1 else f"_{count}_clients"
+                    figures[f"{name}_keepalive{suffix}"] = http_rate(
+                        server.port, method, path, body, requests, True, count)
+                    figures[f"{name}_new_connection{suffix}"] = http_rate(
+                        server.port, method, path, body, requests, False, count)
             finally:
                 server.stop()
     return figures

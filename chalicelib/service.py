@@ -61,11 +61,10 @@ class TaskService:
                 return Submission(earlier, replayed=True)
             task = replace(task, id=task_id)
         try:
-            # One transaction where the store and queue share a SQLite file: the
-            # task and its message are stored together or not at all.
-            with self._store.batch():
-                self._store.insert(task)
-                self._queue.publish_task(task.id)
+            # Where the store and queue share a SQLite file, the task and its
+            # message are stored together or not at all, in a commit shared with
+            # the other requests arriving at the same moment.
+            self._store.atomically(lambda: self._store_and_publish(task))
         except TaskExists:
             # A concurrent request with the same key inserted it first.
             earlier = self._store.get(task.id)
@@ -80,6 +79,10 @@ class TaskService:
             raise QueueUnavailable("the task queue is unavailable; nothing was stored, try again shortly") from exc
         logs.state_change(task)
         return Submission(task)
+
+    def _store_and_publish(self, task: Task) -> None:
+        self._store.insert(task)
+        self._queue.publish_task(task.id)
 
     def _claim_key(self, key: str, print_: str, task: Task) -> Tuple[str, Optional[Task]]:
         """The id the task must have, and the task an earlier request with this key made, if any.

@@ -12,7 +12,7 @@ import os
 import queue
 import sqlite3
 import threading
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, TypeVar
 
 from chalicelib.sqlite_wal import Checkpointer, GroupCommit
 
@@ -22,6 +22,22 @@ BUSY_TIMEOUT_MS = 30_000
 # version before. Several components (the task store, the embedded queue) may
 # share one file; each has its own version, recorded in schema_versions.
 Migration = tuple
+
+T = TypeVar("T")
+
+
+class _SharedWork:
+    """One thread's part of a shared transaction, and what came of it."""
+
+    __slots__ = ("work", "result", "error", "callbacks", "ticket", "finished")
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self.work = work
+        self.result: object = None
+        self.error: Optional[BaseException] = None
+        self.callbacks: list = []
+        self.ticket = 0
+        self.finished = False
 
 
 class Database:
@@ -41,6 +57,8 @@ class Database:
         # which polls with sleeps of up to 100 ms; other processes still meet the
         # busy timeout.
         self._write_lock = threading.Lock()
+        self._waiting: List[_SharedWork] = []  # work for the next shared transaction
+        self._waiting_lock = threading.Lock()
         self._checkpointer = Checkpointer(self._open, self._write_lock)
 
     def _open(self) -> sqlite3.Connection:
@@ -103,6 +121,70 @@ class Database:
             self._wait_durable(ticket)
         for callback in callbacks:
             callback()
+
+    def shared_transaction(self, work: Callable[[], T], durable: bool = True) -> T:
+        """Run `work` (which writes through this Database on the calling thread) in
+        a write transaction that it may share with other threads' work.
+
+        Every thread that arrives while another holds the write lock adds its work
+        to a list; the next to take the lock runs the whole list in one
+        transaction, each piece in a savepoint of its own, and commits once. So
+        concurrent writers share one commit and its log pages instead of queueing
+        for one each. A piece that raises is rolled back alone and its exception
+        is raised in its own thread; the others commit.
+        """
+        if getattr(self._local, "conn", None) is not None:
+            return work()
+        mine = _SharedWork(work)
+        with self._waiting_lock:
+            self._waiting.append(mine)
+        with self._write_lock:
+            if not mine.finished:  # no one took it along yet: take everyone's
+                with self._waiting_lock:
+                    shared, self._waiting = self._waiting, []
+                self._run_shared(shared)
+        if mine.error is not None:
+            raise mine.error
+        if durable:
+            self._wait_durable(mine.ticket)
+        for callback in mine.callbacks:
+            callback()
+        return mine.result  # type: ignore[return-value]
+
+    def _run_shared(self, shared: List[_SharedWork]) -> None:
+        """Under the write lock: run each piece in its own savepoint, then commit once."""
+        try:
+            with self.connection() as conn:
+                before = conn.total_changes
+                conn.execute("BEGIN IMMEDIATE")
+                for piece in shared:
+                    self._run_piece(conn, piece)
+                conn.commit()
+                ticket = self._ticket(conn, before)
+        except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
+            for piece in shared:
+                if piece.error is None:
+                    piece.error = exc
+        else:
+            for piece in shared:
+                piece.ticket = ticket
+        finally:
+            for piece in shared:
+                piece.finished = True
+
+    def _run_piece(self, conn: sqlite3.Connection, piece: _SharedWork) -> None:
+        conn.execute("SAVEPOINT piece")
+        self._local.conn, self._local.after_commit = conn, piece.callbacks
+        try:
+            piece.result = piece.work()
+        except Exception as exc:
+            piece.error = exc
+            if not conn.in_transaction:
+                raise  # SQLite rolled back the whole transaction: every piece fails
+            conn.execute("ROLLBACK TO piece")
+        finally:
+            self._local.conn = self._local.after_commit = None
+        conn.execute("RELEASE piece")
 
     @contextlib.contextmanager
     def _begun(self, conn: sqlite3.Connection, callbacks: list) -> Iterator[None]:

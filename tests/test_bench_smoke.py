@@ -11,6 +11,7 @@ from bench.run import markdown, table
 def test_small_runs_return_figures():
     assert sqlite_limit.commits_per_second("NORMAL", rows=20) > 0
     assert submit.in_process(20, "NORMAL") > 0
+    assert submit.in_process(16, "FULL", threads=4) > 0  # raises if a submit went missing
     assert drain.embedded(20, 5, 2) > 0
     figures = listing.measure(300, runs=3)
     assert set(figures) == {"all", "status_failed", "status_completed", "seed_all", "seed_status_failed"}
@@ -33,9 +34,11 @@ def test_table_reports_targets_met_and_missed():
         "machine": {"cpu": "x", "cores": 2, "memory_gib": 1, "python": "3", "sqlite": "3"},
         "quick": True, "date": "today",
         "sqlite_commits_per_s": {"FULL": 1000.0, "NORMAL": 10000.0},
-        "submit_in_process_per_s": {"FULL": 900.0, "NORMAL": 4000.0},
-        "submit_http_per_s": {f"{name}_{mode}": 100.0 for name in ("post_tasks", "post_tasks_normal", "empty_route")
-                              for mode in ("keepalive", "new_connection")},
+        "submit_in_process_per_s": {"FULL": 900.0, "NORMAL": 4000.0, "FULL_8_threads": 3000.0,
+                                    "NORMAL_8_threads": 2999.0},
+        "submit_http_per_s": {f"{name}_{mode}{clients}": 100.0 if name == "empty_route" else 80.0
+                              for name in ("post_tasks", "post_tasks_normal", "empty_route")
+                              for mode in ("keepalive", "new_connection") for clients in ("", "_8_clients")},
         "drain_per_s": {"seed_b5_c2_full": 300.0, "huey_2_workers_fsync": 100.0, "b10_c2_full": 100.0,
                         "seed_b5_c2_normal": 1.0, "huey_2_workers_no_fsync": 1.0, "b10_c2_normal": 1.0},
         "latency_post_to_completed": {"rate_per_second": 10, "tasks": 5, "p50_ms": 1.0, "p95_ms": 2.0,
@@ -49,8 +52,11 @@ def test_table_reports_targets_met_and_missed():
     }
     rows = table(figures)
     verdicts = {row[0]: row[3] for row in rows}
-    assert verdicts["Submit in process, tasks/s (FULL)"] == "≥ 3,000: NOT met"
-    assert verdicts["Submit in process, tasks/s (NORMAL)"] == "≥ 3,000: met"
+    assert verdicts["Submit in process, 1 thread, FULL, tasks/s"] == "≥ 3,000: NOT met"
+    assert verdicts["Submit in process, 1 thread, NORMAL, tasks/s"] == "≥ 3,000: met"
+    assert verdicts["Submit in process, 8 threads, FULL, tasks/s"] == "≥ 3,000: met"
+    assert verdicts["Submit in process, 8 threads, NORMAL, tasks/s"] == "≥ 3,000: NOT met"
+    assert verdicts["POST /tasks via chalice local, 8 clients, keep-alive, FULL, req/s"] == "≥ 80%: met"
     assert verdicts["Drain, seed settings (batch 5, 2 workers), FULL, tasks/s"] == "≥ 1.5x: met"
     assert verdicts["Drain, batch 10, 2 workers, FULL, tasks/s"] == "≥ 1.5x: NOT met"
     assert "| Measure | Figure | Compared with | Target |" in markdown(figures, rows)

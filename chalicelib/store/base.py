@@ -7,9 +7,11 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ContextManager, Iterable, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Iterable, List, Optional, Tuple, TypeVar
 
 from chalicelib.tasks import Page, Status, Task, from_micros, sources_of, to_micros
+
+T = TypeVar("T")
 
 
 class StoreError(RuntimeError):
@@ -118,6 +120,14 @@ class TaskStore(ABC):
         durable=False allows a backend not to wait for the disk, for writes whose
         loss would only repeat work (claims)."""
         return contextlib.nullcontext()
+
+    def atomically(self, work: Callable[[], T]) -> T:
+        """Run `work` (calls to this store, and to a queue in the same file) as one
+        unit, the way `batch` does; a backend may commit it together with other
+        threads' units that arrive at the same moment, each rolled back alone if
+        it raises."""
+        with self.batch():
+            return work()
 
     def _move(self, task_id: str, frm: Iterable[Status], to: Status, fields: dict,
               expect_attempts: Optional[int] = None, increment_attempts: bool = False,

@@ -119,6 +119,9 @@ class SqliteTaskStore(TaskStore):
     def batch(self, durable: bool = True):
         return self._db.transaction(durable)
 
+    def atomically(self, work):
+        return self._db.shared_transaction(work)
+
     def count_by_status(self) -> dict:
         return dict(self._db.query("SELECT status, COUNT(*) FROM tasks GROUP BY status"))
 
