@@ -158,13 +158,16 @@ class Database:
                 before = conn.total_changes
                 conn.execute("BEGIN IMMEDIATE")
                 for piece in shared:
-                    self._run_piece(conn, piece)
+                    self._run_piece(conn, piece, alone=len(shared) == 1)
                 conn.commit()
                 ticket = self._ticket(conn, before)
-        except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
+        except BaseException as exc:  # nothing of the batch is stored
             for piece in shared:
                 if piece.error is None:
-                    piece.error = exc
+                    piece.error = exc if isinstance(exc, Exception) else RuntimeError(
+                        "the shared transaction was interrupted; nothing was stored")
+            if not isinstance(exc, Exception):
+                raise
         else:
             for piece in shared:
                 piece.ticket = ticket
@@ -172,19 +175,23 @@ class Database:
             for piece in shared:
                 piece.finished = True
 
-    def _run_piece(self, conn: sqlite3.Connection, piece: _SharedWork) -> None:
-        conn.execute("SAVEPOINT piece")
+    def _run_piece(self, conn: sqlite3.Connection, piece: _SharedWork, alone: bool) -> None:
+        """Run one piece; alone in its transaction it needs no savepoint, since its
+        failure rolls back the transaction."""
+        if not alone:
+            conn.execute("SAVEPOINT piece")
         self._local.conn, self._local.after_commit = conn, piece.callbacks
         try:
             piece.result = piece.work()
         except Exception as exc:
             piece.error = exc
-            if not conn.in_transaction:
-                raise  # SQLite rolled back the whole transaction: every piece fails
+            if alone or not conn.in_transaction:
+                raise  # the whole transaction goes (SQLite may have rolled it back already)
             conn.execute("ROLLBACK TO piece")
         finally:
             self._local.conn = self._local.after_commit = None
-        conn.execute("RELEASE piece")
+        if not alone:
+            conn.execute("RELEASE piece")
 
     @contextlib.contextmanager
     def _begun(self, conn: sqlite3.Connection, callbacks: list) -> Iterator[None]:

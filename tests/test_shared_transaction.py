@@ -134,3 +134,15 @@ def test_after_commit_callbacks_run_on_the_writers_own_thread_once_committed(db)
     assert outcomes[1] == 20
     [(thread_name, rows)] = seen
     assert thread_name == "writer-0" and rows == {1, 2}
+
+
+def test_work_alone_in_its_transaction_that_raises_stores_nothing(db):
+    def fails_after_writing():
+        db.execute("INSERT INTO items (id) VALUES (1)")
+        raise ValueError("this piece fails")
+
+    with pytest.raises(ValueError):
+        db.shared_transaction(fails_after_writing)
+    assert stored(db) == set()
+    assert db.shared_transaction(insert(db, 2)) == 20
+    assert stored(db) == {2}
