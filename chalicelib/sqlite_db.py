@@ -279,6 +279,8 @@ class Database:
 
     def close(self) -> None:
         self._checkpointer.close()
+        if self._group is not None:
+            self._group.close()
         while True:
             try:
                 self._pool.get_nowait().close()

@@ -42,6 +42,7 @@ class GroupCommit:
         self._committed = 0  # commits counted so far; a commit's number is its ticket
         self._flushed = 0  # every ticket up to this one is on disk
         self._flushing = False
+        self._fd: Optional[int] = None
 
     def committed(self) -> int:
         """Count a commit that changed something; its ticket for `wait_durable`.
@@ -75,15 +76,23 @@ class GroupCommit:
             self._changed.notify_all()
 
     def _flush(self) -> None:
-        try:
-            fd = os.open(self._log_path, os.O_RDWR)  # Windows flushes only writable handles
-        except FileNotFoundError:
-            # The last connection closed, which checkpoints the log into the
-            # database file, flushes that, and deletes the log.
-            return
-        try:
-            _sync(fd)
-        finally:
+        # The log file stays open between flushes: a system call is also a moment
+        # to wait for the interpreter lock, and busy request threads make that wait
+        # long. SQLite deletes the log only when the last connection closes, and
+        # the Database keeps one open until `close()`.
+        if self._fd is None:
+            try:
+                self._fd = os.open(self._log_path, os.O_RDWR)  # Windows flushes only writable handles
+            except FileNotFoundError:
+                return  # no commit has written a log yet
+        _sync(self._fd)
+
+    def close(self) -> None:
+        """Forget the open log file (the Database closes its connections, which
+        copies the log into the database file and deletes it)."""
+        with self._changed:
+            fd, self._fd = self._fd, None
+        if fd is not None:
             os.close(fd)
 
 

@@ -1,5 +1,7 @@
 """Group commit and background checkpoints: a durable write returns only once the
 log holding it is flushed, flushes are shared, and the log does not grow forever."""
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -23,7 +25,9 @@ class FlushRecorder:
         self.fail_next = False
 
     def __call__(self, fd: int) -> None:
-        with sqlite3.connect(self._path) as reader:
+        # The descriptor flushed is the database's live log file.
+        assert os.fstat(fd).st_nlink == 1 and os.fstat(fd).st_ino == os.stat(f"{self._path}-wal").st_ino
+        with contextlib.closing(sqlite3.connect(self._path)) as reader:
             committed = {row[0] for row in reader.execute("SELECT id FROM items")}
         if self.fail_next:
             self.fail_next = False
@@ -65,6 +69,16 @@ def test_connections_commit_without_flushing_and_leave_checkpoints_to_the_databa
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: the flush is ours
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_after_the_database_closes_its_log_flushes_reach_the_new_log_file(tmp_path, recorder):
+    db = database(tmp_path)
+    db.execute("INSERT INTO items (id) VALUES (1)")
+    db.close()  # the last connection deletes the log file
+    assert not os.path.exists(tmp_path / "wal.db-wal")
+    db.execute("INSERT INTO items (id) VALUES (2)")
+    assert 2 in recorder.durable
     db.close()
 
 
