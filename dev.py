@@ -5,6 +5,7 @@
     python3 dev.py test [pytest options]           # the whole test suite
     python3 dev.py package [--stage prod]          # deployable template + package, linted
     python3 dev.py bench [--quick]                 # benchmarks: one table, docs/benchmarks.md
+    python3 dev.py bench --compare REV             # before (git revision REV) / after, in one run
 
 Each creates .venv and installs requirements-dev.txt when they are missing or
 changed, then runs the command inside it.

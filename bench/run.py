@@ -3,6 +3,7 @@ bench/results/latest.json and docs/benchmarks.md.
 
     python3 dev.py bench            # full sizes (GET /tasks up to 1M tasks)
     python3 dev.py bench --quick    # smaller sizes, for a quick look
+    python3 dev.py bench --compare REV   # before (git revision REV) and after, in one run
 
 Figures are measured in one run on one machine; ratios next to absolute numbers
 are what to compare, since shared machines are noisy. Nothing here fails on a time.
@@ -161,7 +162,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--compare", metavar="REV",
+                        help="instead: submit, drain and POST figures of git revision REV next to this tree's")
+    parser.add_argument("--runs", type=int, default=3, help="alternating runs for --compare")
     args = parser.parse_args()
+    if args.compare:
+        from bench import compare
+        return compare.main(args.compare, args.runs)
     figures = collect(args.quick)
     rows = table(figures)
     width = [max(len(row[i]) for row in rows) for i in range(4)]
