@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib import sqlite_wal
 from chalicelib.sqlite_db import Database
-from tests.test_sqlite_wal import FlushRecorder
+from tests.test_sqlite_wal import FlushRecorder, in_threads
 
 SCHEMA = (
     "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT)",
@@ -104,11 +104,7 @@ def test_many_concurrent_writers_each_return_durable(db, tmp_path, monkeypatch):
             if number not in recorder.durable:
                 not_durable.append(number)
 
-    threads = [threading.Thread(target=writer, args=(n * 100,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert in_threads(writer, [n * 100 for n in range(8)]) == []
     expected = {n * 100 + k for n in range(8) for k in range(20)}
     assert stored(db) == expected and sorted(results) == sorted(n * 10 for n in expected)
     assert not_durable == []

@@ -38,6 +38,24 @@ class FlushRecorder:
             self.durable |= committed
 
 
+def in_threads(target, arguments: list) -> list:
+    """Run target(argument) on one thread per argument, all at once; the exceptions raised."""
+    errors = []
+
+    def run(argument) -> None:
+        try:
+            target(argument)
+        except Exception as exc:  # returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(argument,)) for argument in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def database(tmp_path, synchronous: str = "FULL") -> Database:
     db = Database(str(tmp_path / "wal.db"), synchronous=synchronous)
     db.migrate("test", ((1, ("CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT)",)),))
@@ -108,23 +126,16 @@ def test_concurrent_durable_commits_share_flushes_and_each_waits_for_its_own(tmp
     recorder = FlushRecorder(str(tmp_path / "wal.db"), seconds=0.01)
     monkeypatch.setattr(sqlite_wal, "_sync", recorder)
     db = database(tmp_path)
-    not_durable_on_return, errors = [], []
+    not_durable_on_return = []
 
     def writer(first: int) -> None:
-        try:
-            for number in range(first, first + 10):
-                db.execute("INSERT INTO items (id) VALUES (?)", (number,))
-                if number not in recorder.durable:
-                    not_durable_on_return.append(number)
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
+        for number in range(first, first + 10):
+            db.execute("INSERT INTO items (id) VALUES (?)", (number,))
+            if number not in recorder.durable:
+                not_durable_on_return.append(number)
 
-    threads = [threading.Thread(target=writer, args=(start * 100,)) for start in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == [] and not_durable_on_return == []
+    assert in_threads(writer, [start * 100 for start in range(8)]) == []
+    assert not_durable_on_return == []
     assert len(recorder.durable & {n * 100 + k for n in range(8) for k in range(10)}) == 80
     assert recorder.flushes < 80  # shared: writers committed while a flush was under way
     db.close()
