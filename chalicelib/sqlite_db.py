@@ -1,9 +1,10 @@
 """One SQLite database file: pooled connections, pragmas, transactions, migrations.
 
-Every statement goes through `execute`/`query` or a `transaction()` with `?`
-parameters. Writes use BEGIN IMMEDIATE so that a writer waits on the busy
-timeout instead of failing with "database is locked" when it upgrades a read
-lock, which WAL mode cannot do for a deferred transaction.
+Every statement goes through `execute`/`query`, a `transaction()` or a
+`shared_transaction()` with `?` parameters. Writes use BEGIN IMMEDIATE so that a
+writer waits on the busy timeout instead of failing with "database is locked"
+when it upgrades a read lock, which WAL mode cannot do for a deferred
+transaction. How durable commits reach the disk: `sqlite_wal`.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class Database:
         self.path = path
         self._synchronous = synchronous
         # FULL and EXTRA: durable writes flush the log themselves, grouped with
-        # other threads' (see group_commit); connections commit at NORMAL.
+        # other threads' (see sqlite_wal); connections commit at NORMAL.
         self._group = GroupCommit(path) if synchronous in ("FULL", "EXTRA") else None
         self._connection_synchronous = "NORMAL" if self._group else synchronous
         self._pool: "queue.LifoQueue[sqlite3.Connection]" = queue.LifoQueue(pool_size)

@@ -19,8 +19,10 @@ log or checkpoints it still flushes itself, since NORMAL keeps those syncs.
 Checkpoints: SQLite copies the log back into the database file every 1,000
 pages, inside whichever COMMIT crosses that mark and under the write lock, so
 that one writer pays for a copy and two flushes while the others queue. Here
-the connections leave that to a thread, which checkpoints (PASSIVE: without
-blocking readers or writers) after every `every` commits.
+the connections leave that to a thread, which checkpoints after every `every`
+commits: first beside the writers (PASSIVE), then once more under the write
+lock for the few pages written meanwhile, so that the whole log is copied and
+the next writer starts it over instead of letting it grow.
 """
 from __future__ import annotations
 
@@ -134,9 +136,6 @@ class Checkpointer:
                 if self._closing:
                     return
                 try:
-                    # Most of the copy runs beside the writers; the rest, between two
-                    # of them, so that the whole log is copied and the next writer
-                    # starts it over from the beginning instead of letting it grow.
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     with self._write_lock:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
