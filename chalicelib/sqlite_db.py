@@ -123,7 +123,7 @@ class Database:
         for callback in callbacks:
             callback()
 
-    def shared_transaction(self, work: Callable[[], T], durable: bool = True) -> T:
+    def shared_transaction(self, work: Callable[[], T]) -> T:
         """Run `work` (which writes through this Database on the calling thread) in
         a write transaction that it may share with other threads' work.
 
@@ -146,8 +146,7 @@ class Database:
                 self._run_shared(shared)
         if mine.error is not None:
             raise mine.error
-        if durable:
-            self._wait_durable(mine.ticket)
+        self._wait_durable(mine.ticket)
         for callback in mine.callbacks:
             callback()
         return mine.result  # type: ignore[return-value]
@@ -222,25 +221,24 @@ class Database:
     def execute(self, sql: str, params: Sequence = ()) -> int:
         """Run one write statement in its own transaction (or the thread's open one);
         the rows it changed."""
-        if getattr(self._local, "conn", None) is not None:
-            return self._local.conn.execute(sql, params).rowcount
-        with self._write_lock, self.connection() as conn:
-            before = conn.total_changes
-            changed = conn.execute(sql, params).rowcount
-            ticket = self._ticket(conn, before)
-        self._wait_durable(ticket)
-        return changed
+        return self._statement(lambda conn: conn.execute(sql, params).rowcount)
 
     def write_returning(self, sql: str, params: Sequence = ()) -> list:
         """Run one write statement with a RETURNING clause; the rows it returned."""
+        # fetchall runs the statement to completion: the autocommit ends there.
+        return self._statement(lambda conn: conn.execute(sql, params).fetchall())
+
+    def _statement(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """One statement: in the thread's open transaction, or committed on its own
+        and, like any durable write, returned once it is on disk."""
         if getattr(self._local, "conn", None) is not None:
-            return self._local.conn.execute(sql, params).fetchall()
+            return run(self._local.conn)
         with self._write_lock, self.connection() as conn:
             before = conn.total_changes
-            rows = conn.execute(sql, params).fetchall()  # run to completion: the autocommit ends here
+            result = run(conn)
             ticket = self._ticket(conn, before)
         self._wait_durable(ticket)
-        return rows
+        return result
 
     def query(self, sql: str, params: Sequence = ()) -> list:
         with self.connection() as conn:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple, TypeVar
 
 from chalicelib.sqlite_db import Database
 from chalicelib.store.base import KeyRecord, TaskExists, TaskStore
 from chalicelib.tasks import Status, Task, from_micros, to_micros
+
+T = TypeVar("T")
 
 # Version 1 is the seed's table, widened to the task's fields. Times are
 # microseconds since the epoch so that they sort and compare as integers.
@@ -119,7 +121,7 @@ class SqliteTaskStore(TaskStore):
     def batch(self, durable: bool = True):
         return self._db.transaction(durable)
 
-    def atomically(self, work):
+    def atomically(self, work: Callable[[], T]) -> T:
         return self._db.shared_transaction(work)
 
     def count_by_status(self) -> dict:
