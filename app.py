@@ -2,7 +2,8 @@ from chalice import Chalice, NotFoundError, Rate, Response
 
 from chalicelib import dashboard, factory, http_errors, openapi
 from chalicelib.local import runtime
-from chalicelib.validation import parse_idempotency_key, parse_list_query, parse_new_task
+from chalicelib.validation import (media_type_problem, parse_idempotency_key, parse_list_query,
+                                   parse_new_task, parse_no_input)
 
 app = Chalice(app_name="task-queue")
 
@@ -13,8 +14,13 @@ MAXIMUM_CONCURRENCY = 2
 
 
 @app.middleware("http")
-def problem_details(event, get_response):
-    return http_errors.as_problem(get_response(event))
+def http_edges(event, get_response):
+    # Only where the route takes the method: any other method is Chalice's 405.
+    routed = event.method in app.routes.get(event.path, {})
+    problem = media_type_problem(event.method, event.headers) if routed else None
+    response = http_errors.problem(415, problem) if problem else http_errors.as_problem(get_response(event))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 def accepted(task, replayed=False):
@@ -28,10 +34,10 @@ def accepted(task, replayed=False):
 @http_errors.translated
 def create_task():
     request = app.current_request
-    settings = factory.current_settings()
-    new = parse_new_task(request.raw_body, settings.max_body_bytes)
+    service = factory.service()
+    new = parse_new_task(request.raw_body, service.max_body_bytes)
     key = parse_idempotency_key(request.headers)
-    submission = factory.service(settings).submit(new, idempotency_key=key)
+    submission = service.submit(new, idempotency_key=key)
     return accepted(submission.task, submission.replayed)
 
 
@@ -53,17 +59,27 @@ def get_task(task_id):
 
 @app.route("/tasks/{task_id}", methods=["DELETE"])
 @http_errors.translated
+def delete_task(task_id):
+    factory.service().delete(task_id)
+    return Response(body="", status_code=204)
+
+
+@app.route("/tasks/{task_id}/cancel", methods=["POST"])
+@http_errors.translated
 def cancel_task(task_id):
+    parse_no_input(app.current_request.raw_body)
     return factory.service().cancel(task_id).to_json()
 
 
-@app.route("/tasks/{task_id}/retry", methods=["POST"], content_types=http_errors.ANY_BODY)
+@app.route("/tasks/{task_id}/retry", methods=["POST"])
 @http_errors.translated
 def retry_task(task_id):
+    parse_no_input(app.current_request.raw_body)
     return accepted(factory.service().retry(task_id))
 
 
 @app.route("/stats", methods=["GET"])
+@http_errors.translated
 def stats():
     return factory.service().stats()
 

@@ -32,7 +32,7 @@ def measure(runs: int = 7) -> dict:
     first_use_local = ("import app; from chalicelib import factory; "
                        "factory.service(); import chalicelib.worker")
     first_use_cloud = ("import app; from chalicelib import factory; "
-                       "factory.store(factory.current_settings()); factory.aws_client('sqs')")
+                       "factory.store(factory.current_settings()); factory.aws_client('sqs', 'request')")
     with tempfile.TemporaryDirectory() as folder:
         local_env = {**LOCAL, "TASKS_DB_PATH": f"{folder}/t.db"}
         figures = {

@@ -7,6 +7,7 @@ environment get backends that match it.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Optional
 
 from chalicelib import settings as settings_module
@@ -38,14 +39,16 @@ def _migrated(path: str, synchronous: str, component: str, migrations: tuple):
     return db
 
 
+# Databases are keyed by the file's real path: one file named two ways (relative
+# and absolute, or through a link) is still one Database with one write lock.
 def tasks_db(settings: Settings):
     from chalicelib.store.sqlite import MIGRATIONS
-    return _migrated(settings.db_path, settings.sqlite_synchronous, "tasks", MIGRATIONS)
+    return _migrated(os.path.realpath(settings.db_path), settings.sqlite_synchronous, "tasks", MIGRATIONS)
 
 
 def queue_db(settings: Settings):
     from chalicelib.queue.embedded import MIGRATIONS
-    return _migrated(settings.queue_file, settings.sqlite_synchronous, "queue", MIGRATIONS)
+    return _migrated(os.path.realpath(settings.queue_file), settings.sqlite_synchronous, "queue", MIGRATIONS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,7 +57,7 @@ def store(settings: Settings) -> TaskStore:
         from chalicelib.store.sqlite import SqliteTaskStore
         return SqliteTaskStore(tasks_db(settings))
     from chalicelib.store.dynamodb import DynamoTaskStore
-    return DynamoTaskStore(aws_client("dynamodb"), settings.table_name)
+    return DynamoTaskStore(aws_client("dynamodb", "request"), settings.table_name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,19 +70,35 @@ def queue(settings: Settings) -> TaskQueue:
             max_receive_count=settings.max_receive_count,
         )
     from chalicelib.queue.sqs import SqsTaskQueue
-    client = aws_client("sqs")
+    client = aws_client("sqs", "request")
     url = settings.queue_url or client.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
     return SqsTaskQueue(client, url, settings.dead_letter_queue_url)
 
 
+# How long an AWS call may take, by what waits on it (seconds, and attempts in all).
+# - request: the calls of an API request (and of the worker, which redelivery
+#   retries anyway) give up after about 10 s, well inside API Gateway's 29 s, so
+#   that a hanging queue is a 503 rather than a cut connection.
+# - long_poll: a receive waits up to LONG_POLL_SECONDS for a message by design; its
+#   read timeout must outlast that wait, or an empty poll is an error and a message
+#   handed to the abandoned poll stays hidden for the whole visibility timeout.
+LONG_POLL_SECONDS = 10
+CLIENT_TIMEOUTS = {
+    "request": {"connect_timeout": 1, "read_timeout": 4, "max_attempts": 2},
+    "long_poll": {"connect_timeout": 3, "read_timeout": LONG_POLL_SECONDS + 10, "max_attempts": 3},
+}
+
+
 @functools.lru_cache(maxsize=None)
-def aws_client(service: str):
-    """One client per service and process: a Lambda container creates each once."""
+def aws_client(service: str, purpose: str):
+    """One client per service, purpose and process: a Lambda container creates each once."""
     import boto3
     from botocore.config import Config
 
+    timeouts = CLIENT_TIMEOUTS[purpose]
     return boto3.client(service, config=Config(
-        connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=timeouts["connect_timeout"], read_timeout=timeouts["read_timeout"],
+        retries={"mode": "standard", "total_max_attempts": timeouts["max_attempts"]},
     ))
 
 
@@ -89,9 +108,11 @@ def service(settings: Optional[Settings] = None) -> TaskService:
 
 @functools.lru_cache(maxsize=None)
 def _service(settings: Settings) -> TaskService:
-    return TaskService(store(settings), queue(settings),
+    tasks = store(settings)
+    return TaskService(tasks, queue(settings),
                        stale_after_seconds=settings.stale_after_seconds,
-                       idempotency_ttl_seconds=settings.idempotency_ttl_seconds)
+                       idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+                       max_body_bytes=min(settings.max_body_bytes, tasks.max_body_bytes or settings.max_body_bytes))
 
 
 def recovery(settings: Optional[Settings] = None):

@@ -9,27 +9,10 @@ import functools
 import json
 from http import HTTPStatus
 
-from chalice import (BadRequestError, ChaliceViewError, ConflictError, NotFoundError, Response,
-                     UnprocessableEntityError)
-
-
-class PayloadTooLargeError(ChaliceViewError):
-    STATUS_CODE = 413
-
-
-class UnsupportedMediaTypeError(ChaliceViewError):
-    STATUS_CODE = 415
-
-
-class ServiceUnavailableError(ChaliceViewError):
-    STATUS_CODE = 503
+from chalice import Response
 
 
 PROBLEM_JSON = "application/problem+json"
-
-# Routes whose body is ignored accept any content type (retry takes no body).
-ANY_BODY = ["application/json", "text/plain", "application/x-www-form-urlencoded",
-            "application/octet-stream", "multipart/form-data"]
 
 _MESSAGES = {
     415: "send the body as JSON with the header Content-Type: application/json",
@@ -65,11 +48,15 @@ def as_problem(response: Response) -> Response:
     return problem(status, detail, headers)
 
 
+RETRY_AFTER_SECONDS = 5
+
+
 def translated(view):
-    """Turn the service's own errors into HTTP errors (inside the view, where
+    """Answer the service's own errors as problem+json (inside the view, where
     Chalice would otherwise answer any other exception with a bare 500)."""
+    from chalicelib import logs
     from chalicelib.service import KeyReused, QueueUnavailable, TaskNotFound, WrongState
-    from chalicelib.store import InvalidCursor
+    from chalicelib.store import InvalidCursor, StoreError
     from chalicelib.validation import InvalidInput
 
     @functools.wraps(view)
@@ -77,19 +64,21 @@ def translated(view):
         try:
             return view(*args, **kwargs)
         except InvalidInput as exc:
-            raise _BY_STATUS[exc.status](str(exc)) from None
+            return problem(exc.status, str(exc))
         except InvalidCursor as exc:
-            raise BadRequestError(str(exc)) from None
-        except QueueUnavailable as exc:
-            raise ServiceUnavailableError(str(exc)) from None
+            return problem(400, str(exc))
         except TaskNotFound as exc:
-            raise NotFoundError(str(exc)) from None
+            return problem(404, str(exc))
         except WrongState as exc:
-            raise ConflictError(str(exc)) from None
+            return problem(409, str(exc))
         except KeyReused as exc:
-            raise UnprocessableEntityError(str(exc)) from None
+            return problem(422, str(exc))
+        except QueueUnavailable as exc:
+            return problem(503, str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        except StoreError as exc:
+            logs.problem("store unavailable", route=view.__name__, error=str(exc), **kwargs)
+            return problem(503, "the task store cannot be read or written just now; try again shortly "
+                                "(with an Idempotency-Key, a repeat cannot make a second task)",
+                           {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     return wrapper
-
-
-_BY_STATUS = {400: BadRequestError, 413: PayloadTooLargeError, 415: UnsupportedMediaTypeError}

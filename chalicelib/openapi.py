@@ -9,7 +9,8 @@ import functools
 
 from chalicelib.store.base import CURSOR_PATTERN
 from chalicelib.tasks import Status
-from chalicelib.validation import ACTION_PATTERN, DEFAULT_LIMIT, MAX_ACTION_LENGTH, MAX_KEY_LENGTH, MAX_LIMIT
+from chalicelib.validation import (ACTION_PATTERN, DEFAULT_LIMIT, MAX_ACTION_LENGTH, MAX_DEPTH, MAX_KEY_LENGTH,
+                                   MAX_LIMIT)
 
 _JSON = "application/json"
 _PROBLEM = "application/problem+json"
@@ -28,13 +29,22 @@ def _ok(description: str, schema: str, status_headers: dict = None) -> dict:
     return response
 
 
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait before trying again"}}
+_UNAVAILABLE = {**_problem("The store or the queue cannot be reached just now; try again"),
+                "headers": _RETRY_AFTER}
+_NOT_JSON = _problem("The request is not sent as Content-Type: application/json")
+# Operations that take no input still take a JSON object, so that no web page can
+# send them from a browser without its asking first (see validation.media_type_problem).
+_NO_INPUT = {"required": True, "content": {_JSON: {
+    "schema": {"type": "object", "maxProperties": 0}, "examples": {"empty": {"value": {}}}}}}
 _TASK_ID = {"name": "task_id", "in": "path", "required": True,
             "schema": {"type": "string"}, "description": "The task's id (a UUID)"}
 _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "/tasks/<id>"}}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _TASK_LINKS = {
     name: {"operationId": operation, "parameters": {"task_id": "$response.body#/id"}}
-    for name, operation in (("GetTask", "getTask"), ("CancelTask", "cancelTask"), ("RetryTask", "retryTask"))
+    for name, operation in (("GetTask", "getTask"), ("CancelTask", "cancelTask"), ("RetryTask", "retryTask"),
+                            ("DeleteTask", "deleteTask"))
 }
 
 
@@ -60,11 +70,12 @@ def _document() -> dict:
                         _JSON: {"schema": {"$ref": "#/components/schemas/NewTask"}}}},
                     "responses": {
                         "202": {**_ok("Accepted and queued", "Accepted", _LOCATION), "links": _TASK_LINKS},
-                        "400": _problem("Invalid JSON, action or data"),
+                        "400": _problem(f"Invalid JSON, action or data, data nested over {MAX_DEPTH} levels, "
+                                        "or text with a lone surrogate"),
                         "413": _problem("Body over the size limit"),
-                        "415": _problem("Body is not application/json"),
+                        "415": _NOT_JSON,
                         "422": _problem("Idempotency-Key reused with a different body"),
-                        "503": _problem("The queue is unavailable; nothing was stored"),
+                        "503": _UNAVAILABLE,
                     },
                 },
                 "get": {
@@ -83,6 +94,7 @@ def _document() -> dict:
                     "responses": {
                         "200": _ok("A page of tasks", "TaskList"),
                         "400": _problem("Unknown status, bad limit or cursor"),
+                        "503": _UNAVAILABLE,
                     },
                 },
             },
@@ -91,15 +103,34 @@ def _document() -> dict:
                 "get": {
                     "operationId": "getTask",
                     "summary": "One task",
-                    "responses": {"200": _ok("The task", "Task"), "404": _problem("No such task")},
+                    "responses": {"200": _ok("The task", "Task"), "404": _problem("No such task"),
+                                  "503": _UNAVAILABLE},
                 },
                 "delete": {
+                    "operationId": "deleteTask",
+                    "summary": "Delete a completed, failed or cancelled task, and its Idempotency-Key",
+                    "responses": {
+                        "204": {"description": "Deleted: reads answer 404 and lists leave it out"},
+                        "404": _problem("No such task"),
+                        "409": _problem("The task is queued or running"),
+                        "415": _NOT_JSON,
+                        "503": _UNAVAILABLE,
+                    },
+                },
+            },
+            "/tasks/{task_id}/cancel": {
+                "parameters": [_TASK_ID],
+                "post": {
                     "operationId": "cancelTask",
-                    "summary": "Cancel a queued task",
+                    "summary": "Cancel a queued task; its message is dropped when it arrives",
+                    "requestBody": _NO_INPUT,
                     "responses": {
                         "200": _ok("The cancelled task", "Task"),
+                        "400": _problem("The body is not {}"),
                         "404": _problem("No such task"),
                         "409": _problem("The task is running or final"),
+                        "415": _NOT_JSON,
+                        "503": _UNAVAILABLE,
                     },
                 },
             },
@@ -108,10 +139,14 @@ def _document() -> dict:
                 "post": {
                     "operationId": "retryTask",
                     "summary": "Queue a failed task again",
+                    "requestBody": _NO_INPUT,
                     "responses": {
                         "202": _ok("Queued again", "Accepted", _LOCATION),
+                        "400": _problem("The body is not {}"),
                         "404": _problem("No such task"),
                         "409": _problem("The task is not failed"),
+                        "415": _NOT_JSON,
+                        "503": _UNAVAILABLE,
                     },
                 },
             },
@@ -119,7 +154,7 @@ def _document() -> dict:
                 "get": {
                     "operationId": "stats",
                     "summary": "Counts per status, queue depth, age of the oldest queued task",
-                    "responses": {"200": _ok("The figures", "Stats")},
+                    "responses": {"200": _ok("The figures", "Stats"), "503": _UNAVAILABLE},
                 },
             },
             "/": {

@@ -15,7 +15,7 @@ from chalicelib.tasks import Page, Status, Task, utcnow
 from chalicelib.validation import ListQuery, NewTask
 
 class QueueUnavailable(RuntimeError):
-    """The task could not be queued; nothing was kept."""
+    """The task could not be queued now; the message says whether it was kept."""
 
 
 class TaskNotFound(LookupError):
@@ -43,22 +43,28 @@ def fingerprint(new: NewTask) -> str:
 
 class TaskService:
     def __init__(self, store: TaskStore, queue: TaskQueue, stale_after_seconds: float = 900.0,
-                 idempotency_ttl_seconds: float = 86_400.0) -> None:
+                 idempotency_ttl_seconds: float = 86_400.0, max_body_bytes: int = 256 * 1024) -> None:
+        self.max_body_bytes = max_body_bytes  # the largest submit body this service can store
         self._store = store
         self._queue = queue
         self._stale_after = timedelta(seconds=stale_after_seconds)
         self._key_ttl = timedelta(seconds=idempotency_ttl_seconds)
 
     def submit(self, new: NewTask, idempotency_key: Optional[str] = None) -> Submission:
-        """Store the task and publish its message. If publishing fails the task
-        is removed again, so no task stays queued with no message behind it.
-        With an Idempotency-Key, a repeat of the same request returns the first task."""
+        """Store the task and publish its message; a 202 for it is never withdrawn.
+
+        With an Idempotency-Key, a repeat of the same request returns the first task.
+        When publishing fails, a task without a key is taken back (no one else can
+        know its id); one with a key stays queued and due, since a repeat of the
+        request may already have answered 202 for it, and recovery publishes it.
+        """
         now = utcnow()
-        task = Task.new(new.action, new.data, now=now, due_at=now + self._stale_after)
+        task = Task.new(new.action, new.data, now=now, due_at=now + self._stale_after,
+                        idempotency_key=idempotency_key)
         if idempotency_key is not None:
             task_id, earlier = self._claim_key(idempotency_key, fingerprint(new), task)
             if earlier is not None:
-                return Submission(earlier, replayed=True)
+                return self._replayed(earlier)
             task = replace(task, id=task_id)
         try:
             # Where the store and queue share a SQLite file, the task and its
@@ -70,15 +76,32 @@ class TaskService:
             earlier = self._store.get(task.id)
             if idempotency_key is None or earlier is None:
                 raise
-            return Submission(earlier, replayed=True)
+            return self._replayed(earlier)
         except PublishError as exc:
-            self._store.delete(task.id)  # where the insert was committed on its own
-            if idempotency_key is not None:
-                self._store.forget_key(idempotency_key, task.id)
-            logs.problem("publish failed; task withdrawn", task_id=task.id, error=str(exc))
-            raise QueueUnavailable("the task queue is unavailable; nothing was stored, try again shortly") from exc
+            raise self._unpublished(task, exc) from exc
         logs.state_change(task)
         return Submission(task)
+
+    def _replayed(self, task: Task) -> Submission:
+        # The request that stored it may not have flushed its commit yet: answer
+        # only once the task is as durable as a first 202 makes it.
+        self._store.wait_durable()
+        return Submission(task, replayed=True)
+
+    def _unpublished(self, task: Task, exc: PublishError) -> QueueUnavailable:
+        if task.idempotency_key is None:
+            self._store.withdraw(task.id)  # where the insert was committed on its own
+            logs.problem("publish failed; task withdrawn", task_id=task.id, error=str(exc))
+            return QueueUnavailable("the task queue is unavailable; nothing was stored, try again shortly")
+        kept = self._store.requeue(task.id, 0, utcnow(), frm=(Status.QUEUED,))
+        if kept is None:  # nothing was stored (task and message commit together)
+            logs.problem("publish failed; nothing stored", task_id=task.id, error=str(exc))
+            return QueueUnavailable("the task queue is unavailable; nothing was stored, "
+                                    "try again shortly with the same Idempotency-Key")
+        logs.problem("publish failed; task kept for recovery to publish", task_id=task.id, error=str(exc))
+        return QueueUnavailable(f"the task queue is unavailable; the task is stored as {task.id} and will "
+                                "be queued when the queue is back: send the same request with the same "
+                                "Idempotency-Key to get it")
 
     def _store_and_publish(self, task: Task) -> None:
         self._store.insert(task)
@@ -141,7 +164,7 @@ class TaskService:
         if task.status is not Status.FAILED:
             raise WrongState(f"only a failed task can be retried; this one is {task.status.value}")
         now = utcnow()
-        queued = self._store.retry(task.id, now + self._stale_after)
+        queued = self._store.retry(task, now + self._stale_after)
         if queued is None:
             raise WrongState("the task changed while retrying it; fetch it and try again")
         try:
@@ -162,3 +185,14 @@ class TaskService:
             raise WrongState("the task started running; it can no longer be cancelled")
         logs.state_change(cancelled)
         return cancelled
+
+    def delete(self, task_id: str) -> None:
+        """Delete a final task and its Idempotency-Key record: it is gone from reads and lists."""
+        task = self._existing(task_id)
+        if not task.status.is_final:
+            raise WrongState(f"only a completed, failed or cancelled task can be deleted; this one is "
+                             f"{task.status.value}" + (f"; cancel it first with POST /tasks/{task.id}/cancel"
+                                                       if task.status is Status.QUEUED else ""))
+        if self._store.delete(task.id) is None:
+            raise WrongState("the task changed while deleting it; fetch it and try again")
+        logs.note("task deleted", task_id=task.id, status=task.status.value)

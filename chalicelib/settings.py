@@ -43,6 +43,7 @@ class Settings:
     stale_after_seconds: float = 900.0
     recovery_interval_seconds: Optional[float] = None
     idempotency_ttl_seconds: float = 86_400.0
+    allowed_hosts: tuple = ()
 
     @property
     def queue_file(self) -> str:
@@ -74,6 +75,7 @@ _VARIABLES = {
     "TASKS_STALE_AFTER_S": ("stale_after_seconds", float),
     "TASKS_RECOVERY_INTERVAL_S": ("recovery_interval_seconds", float),
     "TASKS_IDEMPOTENCY_TTL_S": ("idempotency_ttl_seconds", float),
+    "TASKS_ALLOWED_HOSTS": ("allowed_hosts", lambda v: tuple(h.strip() for h in v.split(",") if h.strip())),
 }
 
 
@@ -122,7 +124,21 @@ def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:
         value = getattr(settings, name)
         if value is not None and value < low:
             raise ConfigurationError(f"{variable} must be at least {low}")
+    _check_combination(settings)
     return settings
+
+
+def _check_combination(settings: Settings) -> None:
+    """Settings that are each valid but cannot work together."""
+    if settings.max_attempts >= settings.max_receive_count:
+        raise ConfigurationError(
+            f"TASKS_MAX_ATTEMPTS ({settings.max_attempts}) must be less than TASKS_MAX_RECEIVE_COUNT "
+            f"({settings.max_receive_count}), or the queue dead-letters a message before the worker "
+            "gives up on its task; raise TASKS_MAX_RECEIVE_COUNT (and the queue's maxReceiveCount)")
+    if settings.queue == "sqs" and not settings.dead_letter_queue_url:
+        raise ConfigurationError(
+            "TASKS_QUEUE=sqs needs TASKS_DLQ_URL, the dead-letter queue's URL, or a task's message is "
+            "deleted instead of dead-lettered after its last attempt; set it to the stack's DeadLetterQueueUrl output")
 
 
 def variables() -> dict:

@@ -27,6 +27,11 @@ Migration = tuple
 T = TypeVar("T")
 
 
+class TransactionLost(sqlite3.OperationalError):
+    """SQLite rolled the open transaction back after an error (a full disk, an I/O
+    error): nothing of it is stored, and no later statement may run outside it."""
+
+
 class _SharedWork:
     """One thread's part of a shared transaction, and what came of it."""
 
@@ -90,13 +95,19 @@ class Database:
             conn = self._open()
         try:
             yield conn
-        except BaseException:
+        finally:
+            # Back to the pool even when the body raised: a connection dropped here
+            # could be the last one, and closing the last one deletes the log file.
+            self._release(conn)
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        try:
             if conn.in_transaction:
                 conn.rollback()
-            raise
-        try:
             self._pool.put_nowait(conn)
         except queue.Full:
+            conn.close()
+        except sqlite3.Error:  # a connection that cannot even roll back is not kept
             conn.close()
 
     @contextlib.contextmanager
@@ -204,6 +215,8 @@ class Database:
             raise
         finally:
             self._local.conn = self._local.after_commit = None
+        if not conn.in_transaction:
+            raise TransactionLost("SQLite rolled the transaction back after an error; nothing of it was stored")
         conn.commit()
 
     def _ticket(self, conn: sqlite3.Connection, changes_before: int) -> int:
@@ -218,6 +231,13 @@ class Database:
         if ticket:
             self._group.wait_durable(ticket)
 
+    def sync(self) -> None:
+        """Return once every commit so far, this process's or another's, is as durable
+        as a durable transaction makes it: for answering on a write read back
+        rather than made."""
+        if self._group is not None:
+            self._group.flush_all()
+
     def execute(self, sql: str, params: Sequence = ()) -> int:
         """Run one write statement in its own transaction (or the thread's open one);
         the rows it changed."""
@@ -231,8 +251,13 @@ class Database:
     def _statement(self, run: Callable[[sqlite3.Connection], T]) -> T:
         """One statement: in the thread's open transaction, or committed on its own
         and, like any durable write, returned once it is on disk."""
-        if getattr(self._local, "conn", None) is not None:
-            return run(self._local.conn)
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            if not current.in_transaction:
+                # Run now, it would commit on its own: the statements before it are gone.
+                raise TransactionLost("SQLite rolled the transaction back after an error; "
+                                      "nothing of it was stored")
+            return run(current)
         with self._write_lock, self.connection() as conn:
             before = conn.total_changes
             result = run(conn)

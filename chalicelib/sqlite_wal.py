@@ -77,11 +77,20 @@ class GroupCommit:
             self._flushed = max(self._flushed, covers)
             self._changed.notify_all()
 
+    def flush_all(self) -> None:
+        """Return once a flush that started after this call has ended: every commit
+        before it, counted here or made by another process, is on disk."""
+        self.wait_durable(self.committed())
+
     def _flush(self) -> None:
         # The log file stays open between flushes: a system call is also a moment
         # to wait for the interpreter lock, and busy request threads make that wait
-        # long. SQLite deletes the log only when the last connection closes, and
-        # the Database keeps one open until `close()`.
+        # long. SQLite deletes the log when its last connection closes, having
+        # copied it into the database file and flushed that; a later commit writes a
+        # new log file, so a deleted one is let go and the live one opened.
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+            os.close(self._fd)
+            self._fd = None
         if self._fd is None:
             try:
                 self._fd = os.open(self._log_path, os.O_RDWR)  # Windows flushes only writable handles

@@ -17,7 +17,10 @@ class Status(str, enum.Enum):
 
     @property
     def is_final(self) -> bool:
-        return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+        return self in FINAL
+
+
+FINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 
 # Which states each state may be entered from.
@@ -26,6 +29,7 @@ class Status(str, enum.Enum):
 # - RUNNING -> QUEUED schedules a retry, or recovers a task whose worker died.
 # - QUEUED -> QUEUED re-publishes a task whose message was lost.
 # - FAILED -> QUEUED is an operator's retry.
+# A final task may also be deleted, which is not a transition: it leaves no state.
 _SOURCES = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.QUEUED, Status.FAILED}),
     Status.RUNNING: frozenset({Status.QUEUED, Status.RUNNING}),
@@ -89,10 +93,17 @@ class Task:
     # When a task that is not final should have moved on; past it, recovery
     # re-publishes the task. None once the task is final.
     due_at: Optional[datetime] = None
+    # Attempt numbers only grow, so that a worker of an earlier series can never
+    # match a later one; an operator's retry starts a series where they stand.
+    series_start: int = 0
+    # The Idempotency-Key the task was submitted with, so that deleting the task
+    # deletes the key's record too.
+    idempotency_key: Optional[str] = None
 
     @classmethod
     def new(cls, action: str, data: dict, now: Optional[datetime] = None,
-            due_at: Optional[datetime] = None, task_id: Optional[str] = None) -> "Task":
+            due_at: Optional[datetime] = None, task_id: Optional[str] = None,
+            idempotency_key: Optional[str] = None) -> "Task":
         now = now or utcnow()
         return cls(
             id=task_id or str(uuid.uuid4()),
@@ -101,7 +112,13 @@ class Task:
             status=Status.QUEUED,
             created_at=now,
             due_at=due_at,
+            idempotency_key=idempotency_key,
         )
+
+    @property
+    def attempt_in_series(self) -> int:
+        """Which attempt of the current series the latest one is (1, 2, ...)."""
+        return self.attempts - self.series_start
 
     def moved_to(self, to: Status, **fields: Any) -> "Task":
         check_transition(self.status, to)

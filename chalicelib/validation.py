@@ -18,6 +18,12 @@ ACTION_PATTERN = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205
 _ACTION = re.compile(ACTION_PATTERN)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# How deeply a body may nest arrays and objects (the body itself is level 1):
+# anything stored can then be encoded again, by every store, without recursion limits.
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Methods whose requests change nothing, and so need no check of their body's type.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class InvalidInput(ValueError):
@@ -52,13 +58,65 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_new_task(raw_body: bytes, max_bytes: int) -> NewTask:
-    if len(raw_body) > max_bytes:
-        raise InvalidInput(f"request body is {len(raw_body)} bytes; the limit is {max_bytes} bytes", 413)
+def media_type_problem(method: str, headers: Mapping[str, str]) -> Optional[str]:
+    """Why a request that may change state cannot be taken as JSON, or None.
+
+    Only `application/json` itself (with parameters such as charset) is JSON here:
+    a browser sends `text/plain;application/json`, or a form's type, from any web
+    page without asking first, and Chalice's own check finds `application/json`
+    inside such a header. A POST must say it sends JSON even without a body, since
+    a browser's bodiless cross-site POST carries no type at all. A DELETE cannot
+    cross sites without the browser asking first; it needs a type only with a body.
+    """
+    if method.upper() in SAFE_METHODS:
+        return None
+    content_type = headers.get("content-type")
+    if content_type is None:
+        if method.upper() == "POST" or (headers.get("content-length") or "0").strip() != "0":
+            return "Content-Type is missing: send the body as JSON with Content-Type: application/json"
+        return None
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" or "," in content_type:
+        return (f"Content-Type {content_type!r} is not JSON: send the body as JSON with "
+                "Content-Type: application/json")
+    return None
+
+
+def _json_value(raw_body: bytes):
+    """The body as JSON of sensible depth and valid Unicode, or a 400 saying what to fix."""
     try:
         body = json.loads(raw_body or b"", parse_float=_finite, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"invalid JSON: {exc}") from None
+    _check_values(body)
+    return body
+
+
+def _check_values(body) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings with lone UTF-16 surrogates
+    (valid JSON escapes, but not text that any store can encode)."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            strings, children = list(value), value.values()
+        elif isinstance(value, list):
+            strings, children = [], value
+        else:
+            strings, children = [value] if isinstance(value, str) else [], ()
+        if children and depth > MAX_DEPTH:
+            raise InvalidInput(f"the body nests arrays and objects more than {MAX_DEPTH} levels deep; "
+                               "flatten it")
+        stack.extend((child, depth + 1) for child in children)
+        if any(_SURROGATE.search(text) for text in strings):
+            raise InvalidInput("the body holds a lone UTF-16 surrogate escape (such as \\ud800), "
+                               "which is not text; send valid Unicode")
+
+
+def parse_new_task(raw_body: bytes, max_bytes: int) -> NewTask:
+    if len(raw_body) > max_bytes:
+        raise InvalidInput(f"request body is {len(raw_body)} bytes; the limit is {max_bytes} bytes", 413)
+    body = _json_value(raw_body)
     if not isinstance(body, dict):
         raise InvalidInput('action required: send a JSON object such as {"action": "uppercase", "data": {"text": "hi"}}')
     action = body.get("action")
@@ -74,6 +132,12 @@ def parse_new_task(raw_body: bytes, max_bytes: int) -> NewTask:
     if not isinstance(data, dict):
         raise InvalidInput("data must be a JSON object, for example {\"text\": \"hello\"}")
     return NewTask(action=action, data=data)
+
+
+def parse_no_input(raw_body: bytes) -> None:
+    """The body of an operation that takes no input: an empty JSON object, `{}`."""
+    if len(raw_body) > 64 or _json_value(raw_body) != {}:
+        raise InvalidInput("this operation takes no input: send {} as the body")
 
 
 MAX_KEY_LENGTH = 255

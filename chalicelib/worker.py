@@ -27,6 +27,18 @@ class RetryPolicy:
 _RETRY = object()  # the message must come back: a retry is scheduled on the queue
 _FAILED = object()  # the message must come back: the store failed for it
 
+MAX_ERROR_CHARS = 2000  # an exception's text can quote the data; a task stores only this much of it
+
+
+def error_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+# Failures that the same data would meet again: the task fails at once, unretried.
+# An action says so with ActionError; arithmetic on the data (an overflow, a
+# division by zero) is as deterministic.
+PERMANENT = (actions.ActionError, ArithmeticError)
+
 
 class Worker:
     def __init__(self, store: TaskStore, queue: TaskQueue, work_delay_seconds: float = 0.1,
@@ -117,24 +129,31 @@ class Worker:
             # Final already (a redelivery, or cancelled) or never accepted.
             logs.note("message for a task that is final or unknown; acknowledged", task_id=task_id)
             return None
-        if task.attempts > self._retry.max_attempts:
+        attempt = task.attempt_in_series
+        if attempt > self._retry.max_attempts:
             # Earlier attempts died without recording an outcome (killed workers).
             last = f": {task.error}" if task.error else ""
             self._give_up(task, receipt_handle, body,
-                          f"gave up after {task.attempts - 1} attempts that did not finish{last}")
+                          f"gave up after {attempt - 1} attempts that did not finish{last}")
             return None
         if self._work_delay:
             self._sleep(self._work_delay)
         try:
-            return task, Status.COMPLETED, started, actions.run(task.action, task.data), None
+            result = actions.run(task.action, task.data)
         except actions.ActionError as exc:
-            return task, Status.FAILED, started, None, str(exc)
+            return task, Status.FAILED, started, None, str(exc)[:MAX_ERROR_CHARS]
+        except PERMANENT as exc:
+            return task, Status.FAILED, started, None, error_text(exc)
         except Exception as exc:  # the action broke: retry with backoff, then dead-letter
-            error = f"{type(exc).__name__}: {exc}"
-            if task.attempts >= self._retry.max_attempts:
+            error = error_text(exc)
+            if attempt >= self._retry.max_attempts:
                 self._give_up(task, receipt_handle, body, error)
                 return None
             return self._schedule_retry(task, receipt_handle, error)
+        unstorable = self._store.unstorable_result(task, result)
+        if unstorable is not None:
+            return task, Status.FAILED, started, None, unstorable
+        return task, Status.COMPLETED, started, result, None
 
     def _record(self, task: Task, outcome: Status, started: float, result=None, error=None):
         """Write an outcome; the log line to emit once it is committed."""
@@ -147,7 +166,7 @@ class Worker:
     def _schedule_retry(self, task: Task, receipt_handle: str, error: str):
         """_RETRY once the task is queued again and its message hidden for the backoff;
         None when a newer attempt owns the task, which spends this message."""
-        delay = self._retry.delay(task.attempts)
+        delay = self._retry.delay(task.attempt_in_series)
         due = utcnow() + timedelta(seconds=delay) + self._stale_after
         requeued = self._store.requeue(task.id, task.attempts, due, error=error)
         if requeued is None:

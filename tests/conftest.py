@@ -43,14 +43,21 @@ def client(chalice_app):
 
 @pytest.fixture
 def sqs_queue(monkeypatch):
-    """A moto SQS queue configured as the tasks queue; yields the boto3 client and its URL."""
+    """A moto SQS queue configured as the tasks queue, with its dead-letter queue;
+    yields the boto3 client and the tasks queue's URL."""
     with mock_aws():
         sqs = boto3.client("sqs", region_name="us-east-1")
         url = sqs.create_queue(QueueName="tasks")["QueueUrl"]
         monkeypatch.setenv("TASKS_QUEUE", "sqs")
         monkeypatch.setenv("TASKS_QUEUE_URL", url)
+        monkeypatch.setenv("TASKS_DLQ_URL", sqs.create_queue(QueueName="tasks-dlq")["QueueUrl"])
         factory.reset()
         yield sqs, url
+
+
+def post_empty(client, path, content_type="application/json"):
+    """POST an operation that takes no input, as the dashboard does: `{}` as JSON."""
+    return client.http.post(path, body="{}", headers={"Content-Type": content_type})
 
 
 def post_task(client, body, content_type="application/json", headers=None):

@@ -26,11 +26,28 @@ class StoreContract:
     def test_unknown_task_is_none(self, store):
         assert store.get("00000000-0000-4000-8000-000000000000") is None
 
-    def test_delete_forgets_the_task(self, store):
-        task = make_task()
+    def test_delete_removes_a_final_task_and_its_key_only(self, store):
+        now = utcnow()
+        task = Task.new("sum", {}, now=now, idempotency_key="k1")
         store.insert(task)
-        store.delete(task.id)
-        assert store.get(task.id) is None
+        store.remember_key(KeyRecord("k1", "print", task.id, now, now + timedelta(hours=1)), now)
+        assert store.delete(task.id) is None  # queued: not deleted
+        claimed = store.claim(task.id, utcnow())
+        assert store.delete(task.id) is None  # running: not deleted
+        store.finish(task.id, claimed.attempts, Status.COMPLETED, utcnow(), result={"output": 0})
+        assert store.delete(task.id).status is Status.COMPLETED
+        assert store.get(task.id) is None and store.list().tasks == []
+        # The key is free again: a new record can take it.
+        assert store.remember_key(KeyRecord("k1", "other", "new-id", now, now + timedelta(hours=1)), now) is None
+        assert store.delete(task.id) is None
+
+    def test_withdraw_removes_only_a_queued_task(self, store):
+        task, running = make_task(), make_task(offset_us=1)
+        store.insert(task)
+        store.insert(running)
+        store.claim(running.id, utcnow())
+        assert store.withdraw(running.id) is None and store.get(running.id) is not None
+        assert store.withdraw(task.id).id == task.id and store.get(task.id) is None
 
     def test_claim_starts_an_attempt(self, store):
         task = make_task()
@@ -142,12 +159,25 @@ class StoreContract:
     def test_retry_moves_only_a_failed_task_back_to_queued_afresh(self, store):
         task = make_task()
         store.insert(task)
-        assert store.retry(task.id, utcnow()) is None
+        assert store.retry(task, utcnow()) is None
         claimed = store.claim(task.id, utcnow())
         store.finish(task.id, claimed.attempts, Status.FAILED, utcnow(), error="bad")
-        again = store.retry(task.id, utcnow())
-        assert again.status is Status.QUEUED and again.attempts == 0
+        again = store.retry(store.get(task.id), utcnow())
+        assert again.status is Status.QUEUED and again.attempt_in_series == 0
         assert again.error is None and again.result is None and again.finished_at is None
+
+    def test_attempt_numbers_only_grow_across_an_operator_retry(self, store):
+        task = make_task()
+        store.insert(task)
+        stale = store.claim(task.id, utcnow())  # a worker that will be late
+        second = store.claim(task.id, utcnow())
+        store.finish(task.id, second.attempts, Status.FAILED, utcnow(), error="bad")
+        again = store.retry(store.get(task.id), utcnow())
+        assert again.attempts == 2 and again.series_start == 2
+        fresh = store.claim(task.id, utcnow())
+        assert fresh.attempts == 3 and fresh.attempt_in_series == 1
+        assert not store.finish(task.id, stale.attempts, Status.COMPLETED, utcnow(), result={"output": "old"})
+        assert store.get(task.id).status is Status.RUNNING
 
     def test_cancel_only_from_queued(self, store):
         queued, running = make_task(), make_task(offset_us=1)

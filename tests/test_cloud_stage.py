@@ -12,7 +12,7 @@ from moto import mock_aws
 from chalicelib import factory
 from chalicelib.store.dynamodb import TABLE_SCHEMA
 from deploy.template import merge_template
-from tests.conftest import PROJECT_DIR, post_task
+from tests.conftest import PROJECT_DIR, post_empty, post_task
 from tests.sqs_events import lambda_event, receive_all
 
 
@@ -75,16 +75,20 @@ def test_prod_stage_runs_the_whole_flow_on_dynamodb_and_sqs(cloud):
     assert one["status"] == "completed" and one["attempts"] == 1
 
 
+def explode(data):
+    raise ConnectionError("partner API down")
+
+
 def test_exhausted_retries_dead_letter_the_message_in_the_cloud(cloud, monkeypatch):
     from chalicelib import actions
 
     client, sqs, url, _ = cloud
     monkeypatch.setenv("TASKS_MAX_ATTEMPTS", "1")
-    monkeypatch.setitem(actions.ACTIONS, "explode", lambda data: 1 / 0)
+    monkeypatch.setitem(actions.ACTIONS, "explode", explode)
     task_id = json.loads(post_task(client, {"action": "explode"}).body)["id"]
     assert invoke(client, sqs, url, receive_all(sqs, url, expected=1)) == {"batchItemFailures": []}
     task = json.loads(client.http.get(f"/tasks/{task_id}").body)
-    assert task["status"] == "failed" and task["error"].startswith("ZeroDivisionError")
+    assert task["status"] == "failed" and task["error"] == "ConnectionError: partner API down"
     dlq_url = factory.current_settings().dead_letter_queue_url
     assert receive_all(sqs, dlq_url, expected=1)[0]["Body"] == json.dumps({"task_id": task_id})
 
@@ -94,7 +98,7 @@ def test_one_failing_message_is_the_only_batch_item_failure(cloud, monkeypatch):
     ids = [json.loads(post_task(client, {"action": "sum", "data": {"numbers": [n]}}).body)["id"]
            for n in range(4)]
     doomed = ids[2]
-    dynamodb = factory.aws_client("dynamodb")
+    dynamodb = factory.aws_client("dynamodb", "request")
     real_update = dynamodb.update_item
 
     def throttled(**kwargs):
@@ -129,8 +133,11 @@ def test_code_calls_only_what_each_role_allows(cloud, template, monkeypatch):
     post_task(client, {"action": "sum", "data": {"numbers": [1]}}, headers={"Idempotency-Key": "k"})
     post_task(client, {"action": "sum", "data": {"numbers": [1]}}, headers={"Idempotency-Key": "k"})
     doomed = json.loads(post_task(client, {"action": "sum"}).body)["id"]
-    client.http.delete(f"/tasks/{doomed}")
-    client.http.post(f"/tasks/{doomed}/retry")
+    assert post_empty(client, f"/tasks/{doomed}/cancel").status_code == 200
+    assert post_empty(client, f"/tasks/{doomed}/retry").status_code == 409
+    gone = json.loads(post_task(client, {"action": "sum"}, headers={"Idempotency-Key": "gone"}).body)["id"]
+    assert post_empty(client, f"/tasks/{gone}/cancel").status_code == 200
+    assert client.http.delete(f"/tasks/{gone}").status_code == 204
     client.http.get("/tasks")
     client.http.get("/tasks?status=queued")
     client.http.get(f"/tasks/{doomed}")

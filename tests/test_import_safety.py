@@ -41,9 +41,10 @@ def test_cloud_handler_imports_no_sqlite_and_creates_clients_once():
             from chalicelib.store.dynamodb import TABLE_SCHEMA
             real_client("dynamodb").create_table(TableName="t", **TABLE_SCHEMA)
             url = real_client("sqs").create_queue(QueueName="q")["QueueUrl"]
+            dlq = real_client("sqs").create_queue(QueueName="q-dlq")["QueueUrl"]
             import os
             os.environ.update(TASKS_STORE="dynamodb", TASKS_QUEUE="sqs", TASKS_TABLE_NAME="t",
-                              TASKS_QUEUE_URL=url)
+                              TASKS_QUEUE_URL=url, TASKS_DLQ_URL=dlq)
             from app import app
             from chalice.test import Client
             with Client(app) as client:

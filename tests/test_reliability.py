@@ -9,7 +9,7 @@ from chalicelib.local.runtime import build_dispatcher, build_schedulers
 from chalicelib.queue.embedded import dead_letter_name
 from chalicelib.tasks import Task, utcnow
 from chalicelib.worker import RetryPolicy
-from tests.conftest import post_task
+from tests.conftest import post_empty, post_task
 from tests.sqs_events import lambda_event, receive_all
 
 
@@ -127,42 +127,75 @@ def test_operator_retry_requeues_a_failed_task(client, chalice_app, flaky, no_ba
     task_id = submit(client, {"action": "flaky"})
     build_dispatcher(chalice_app).drain()
     assert task_of(client, task_id)["status"] == "failed"
-    response = client.http.post(f"/tasks/{task_id}/retry")
+    response = post_empty(client, f"/tasks/{task_id}/retry")
     assert response.status_code == 202
     assert json.loads(response.body) == {"id": task_id, "status": "queued"}
     build_dispatcher(chalice_app).drain()
     task = task_of(client, task_id)
-    assert task["status"] == "completed" and task["attempts"] == 1 and task["error"] is None
+    # Attempt numbers carry on: the new series' first attempt is the fourth in all.
+    assert task["status"] == "completed" and task["attempts"] == 4 and task["error"] is None
 
 
 def test_retry_of_a_task_that_is_not_failed_is_409(client, chalice_app):
     task_id = submit(client, {"action": "sum"})
-    response = client.http.post(f"/tasks/{task_id}/retry")
+    response = post_empty(client, f"/tasks/{task_id}/retry")
     assert response.status_code == 409
     assert "only a failed task can be retried; this one is queued" in json.loads(response.body)["error"]
-    assert client.http.post("/tasks/00000000-0000-4000-8000-000000000000/retry").status_code == 404
+    assert post_empty(client, "/tasks/00000000-0000-4000-8000-000000000000/retry").status_code == 404
 
 
 def test_cancel_a_queued_task_and_its_message_is_dropped(client, chalice_app):
     task_id = submit(client, {"action": "sum", "data": {"numbers": [1]}})
-    response = client.http.delete(f"/tasks/{task_id}")
+    response = post_empty(client, f"/tasks/{task_id}/cancel")
     assert response.status_code == 200
     assert json.loads(response.body)["status"] == "cancelled"
     build_dispatcher(chalice_app).drain()
     task = task_of(client, task_id)
     assert task["status"] == "cancelled" and task["attempts"] == 0 and task["result"] is None
     assert queue_depths() == (0, 0)
-    again = client.http.delete(f"/tasks/{task_id}")
+    again = post_empty(client, f"/tasks/{task_id}/cancel")
     assert again.status_code == 409 and "cancelled" in json.loads(again.body)["error"]
-    assert client.http.delete("/tasks/00000000-0000-4000-8000-000000000000").status_code == 404
+    assert post_empty(client, "/tasks/00000000-0000-4000-8000-000000000000/cancel").status_code == 404
 
 
 def test_cancel_of_a_running_task_is_409(client):
     task_id = submit(client, {"action": "sum"})
     factory.store(factory.current_settings()).claim(task_id, utcnow())
-    response = client.http.delete(f"/tasks/{task_id}")
+    response = post_empty(client, f"/tasks/{task_id}/cancel")
     assert response.status_code == 409
     assert "this one is running" in json.loads(response.body)["error"]
+
+
+def test_delete_removes_a_final_task_from_reads_and_lists(client, chalice_app):
+    task_id = submit(client, {"action": "sum", "data": {"numbers": [1]}})
+    kept = submit(client, {"action": "sum"})
+    response = client.http.delete(f"/tasks/{task_id}")
+    assert response.status_code == 409
+    assert "this one is queued; cancel it first" in json.loads(response.body)["error"]
+    build_dispatcher(chalice_app).drain()
+    response = client.http.delete(f"/tasks/{task_id}")
+    assert response.status_code == 204 and response.body == b""
+    assert client.http.get(f"/tasks/{task_id}").status_code == 404
+    assert [task["id"] for task in json.loads(client.http.get("/tasks").body)["tasks"]] == [kept]
+    assert client.http.delete(f"/tasks/{task_id}").status_code == 404
+
+
+def test_delete_of_a_running_task_is_409(client):
+    task_id = submit(client, {"action": "sum"})
+    factory.store(factory.current_settings()).claim(task_id, utcnow())
+    response = client.http.delete(f"/tasks/{task_id}")
+    assert response.status_code == 409 and "this one is running" in json.loads(response.body)["error"]
+    assert task_of(client, task_id)["status"] == "running"
+
+
+def test_delete_forgets_the_tasks_idempotency_key(client, chalice_app):
+    body = {"action": "sum", "data": {"numbers": [5]}}
+    first = json.loads(post_task(client, body, headers={"Idempotency-Key": "once"}).body)["id"]
+    build_dispatcher(chalice_app).drain()
+    assert client.http.delete(f"/tasks/{first}").status_code == 204
+    again = post_task(client, body, headers={"Idempotency-Key": "once"})
+    assert again.status_code == 202 and "Idempotent-Replayed" not in again.headers
+    assert json.loads(again.body)["id"] != first
 
 
 def test_recovery_publishes_a_queued_task_whose_message_was_never_sent(client, chalice_app, monkeypatch):

@@ -1,6 +1,8 @@
 """The SQS path under moto: POST publishes, the worker is invoked with what SQS delivered."""
 import json
 
+from chalicelib import factory
+
 from tests.conftest import post_task
 from tests.sqs_events import lambda_event, receive_all
 
@@ -97,7 +99,7 @@ def test_local_dispatcher_can_poll_a_real_sqs_queue(client, sqs_queue, chalice_a
     from chalicelib.local.runtime import build_dispatcher
 
     sqs, url = sqs_queue
-    monkeypatch.setattr(sources.SqsSource, "LONG_POLL_SECONDS", 0)
+    monkeypatch.setattr(factory, "LONG_POLL_SECONDS", 0)
     ids = [json.loads(post_task(client, {"action": "sum", "data": {"numbers": [n, n]}}).body)["id"]
            for n in range(7)]
     dispatcher = build_dispatcher(chalice_app)

@@ -123,6 +123,7 @@ function showDetail(task) {
   text($("detail-error"), task.error);
   $("retry").hidden = task.status !== "failed";
   $("cancel").hidden = task.status !== "queued";
+  $("delete").hidden = !["completed", "failed", "cancelled"].includes(task.status);
 }
 
 async function openDetail(id) {
@@ -181,10 +182,15 @@ async function submitTask(event) {
   }
 }
 
-async function act(method, suffix) {
+// Retry and cancel take an empty JSON object; delete takes nothing.
+async function act(method, suffix, body) {
   text($("detail-message"), "");
   try {
-    await api(method, "tasks/" + encodeURIComponent(state.selected) + suffix);
+    await api(method, "tasks/" + encodeURIComponent(state.selected) + suffix, body);
+    if (method === "DELETE") {
+      $("detail").hidden = true;
+      state.selected = null;
+    }
     await refresh();
   } catch (error) {
     text($("detail-message"), error.message);
@@ -208,8 +214,9 @@ $("older").addEventListener("click", () => {
   goTo(state.page + 1);
 });
 $("newer").addEventListener("click", () => goTo(Math.max(0, state.page - 1)));
-$("retry").addEventListener("click", () => act("POST", "/retry"));
-$("cancel").addEventListener("click", () => act("DELETE", ""));
+$("retry").addEventListener("click", () => act("POST", "/retry", "{}"));
+$("cancel").addEventListener("click", () => act("POST", "/cancel", "{}"));
+$("delete").addEventListener("click", () => act("DELETE", ""));
 $("close-detail").addEventListener("click", () => { $("detail").hidden = true; state.selected = null; });
 
 refresh();

@@ -15,6 +15,7 @@ from chalice import Chalice
 from chalice.app import ScheduledEventConfig, SQSEventConfig
 
 from chalicelib import factory, logs
+from chalicelib.settings import ConfigurationError
 
 # The dispatcher (and chalice.local with it) is imported only where it runs,
 # keeping it out of a Lambda's cold start.
@@ -55,7 +56,7 @@ def build_dispatcher(app: Chalice, settings=None):
     if settings.queue == "embedded":
         source = EmbeddedSource(queue)
     else:
-        source = SqsSource(factory.aws_client("sqs"), queue.url)
+        source = SqsSource(factory.aws_client("sqs", "long_poll"), queue.url, factory.LONG_POLL_SECONDS)
     return Dispatcher(
         source, app.handler_map[registration.name], registration.name,
         batch_size=registration.batch_size, concurrency=registration.maximum_concurrency or 2,
@@ -78,32 +79,21 @@ def build_schedulers(app: Chalice, settings=None) -> list:
     return schedulers
 
 
-def _tune_local_server() -> None:
-    """Two fixes to chalice local's server (http.server):
-    - it answers a method it has no do_<METHOD> for (TRACE, CONNECT, QUERY, ...)
-      with a bare 501 page; route every method through Chalice instead, which
-      answers 405 for a method a route does not take;
-    - it writes a response's headers and body separately, so on a kept-alive
-      connection Nagle's algorithm waits for the client's delayed ACK, 40 ms a
-      request; send at once (TCP_NODELAY)."""
-    from chalice.local import ChaliceRequestHandler
-
-    ChaliceRequestHandler.disable_nagle_algorithm = True
-
-    def any_method(handler, name):
-        if name.startswith("do_"):
-            return handler._generic_handle
-        raise AttributeError(name)
-
-    ChaliceRequestHandler.__getattr__ = any_method
+def _allowed_hosts() -> tuple:
+    return factory.current_settings().allowed_hosts
 
 
 def start_if_serving_locally(app: Chalice) -> None:
     global _dispatcher
     if _dispatcher is not None or not serving_locally():
         return
-    _tune_local_server()
-    settings = factory.current_settings()
+    from chalicelib.local import server
+
+    server.install(_allowed_hosts)
+    try:
+        settings = factory.current_settings()
+    except ConfigurationError as exc:  # refused at start, in one sentence, not at the first request
+        raise SystemExit(f"task-queue: {exc}") from None
     if not settings.dispatcher_enabled:
         return
     if os.environ.get("CHALICE_WORKER"):

@@ -45,13 +45,13 @@ class EmbeddedSource:
 
 
 class SqsSource:
-    """Long-polls an SQS queue, for `chalice local` against a deployed stage's queue."""
+    """Long-polls an SQS queue, for `chalice local` against a deployed stage's queue.
+    The client's read timeout must outlast `wait_seconds`."""
 
-    LONG_POLL_SECONDS = 10
-
-    def __init__(self, client: Any, queue_url: str) -> None:
+    def __init__(self, client: Any, queue_url: str, wait_seconds: int = 10) -> None:
         self._client = client
         self._url = queue_url
+        self._wait_seconds = wait_seconds
         attributes = client.get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"])["Attributes"]
         self.arn = attributes["QueueArn"]
@@ -60,7 +60,7 @@ class SqsSource:
     def receive(self, max_messages: int) -> List[ReceivedMessage]:
         response = self._client.receive_message(
             QueueUrl=self._url, MaxNumberOfMessages=min(max_messages, 10),
-            WaitTimeSeconds=self.LONG_POLL_SECONDS, AttributeNames=["All"],
+            WaitTimeSeconds=self._wait_seconds, AttributeNames=["All"],
         )
         return [
             ReceivedMessage(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, ContextManager, Iterable, List, Optional, Tuple, TypeVar
 
-from chalicelib.tasks import Page, Status, Task, from_micros, sources_of, to_micros
+from chalicelib.tasks import FINAL, Page, Status, Task, from_micros, sources_of, to_micros
 
 T = TypeVar("T")
 
@@ -29,7 +30,7 @@ class InvalidCursor(ValueError):
 # A cursor names the last task of the previous page: its creation time in
 # microseconds and its id. Every string of this form is a valid position.
 CURSOR_PATTERN = "^[0-9]{1,16}_[0-9a-f]{32}$"
-_CURSOR = re.compile(CURSOR_PATTERN)
+_CURSOR = re.compile(CURSOR_PATTERN)  # matched whole: `$` alone allows a final newline
 
 
 def encode_cursor(task: Task) -> str:
@@ -38,7 +39,7 @@ def encode_cursor(task: Task) -> str:
 
 def decode_cursor(cursor: str) -> Tuple[datetime, str]:
     """(created_at, id) of the last task of the previous page."""
-    if not _CURSOR.match(cursor):
+    if not _CURSOR.fullmatch(cursor):
         raise InvalidCursor("cursor is not one this service returned; use next_cursor from a previous page")
     micros, hex_id = cursor.split("_")
     return from_micros(int(micros)), str(uuid.UUID(hex_id))
@@ -56,6 +57,26 @@ class KeyRecord:
 
 
 class TaskStore(ABC):
+    # The largest body a submit may send, where the store keeps less than the
+    # service would accept (None: the service's own limit holds).
+    max_body_bytes: Optional[int] = None
+    # How many bytes of JSON (data and result together) one task may hold (None: no limit that matters).
+    max_task_bytes: Optional[int] = None
+
+    def unstorable_result(self, task: Task, result: Any) -> Optional[str]:
+        """Why `result` cannot be stored with `task`, or None. The reason is the
+        same on every attempt, so the task fails at once rather than retrying."""
+        try:
+            encoded = json.dumps(result, allow_nan=False)
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+            return f"the result cannot be stored as JSON: {type(exc).__name__}: {exc}"
+        if self.max_task_bytes is not None:
+            size = len(encoded) + len(json.dumps(task.data))  # ASCII: ensure_ascii escapes the rest
+            if size > self.max_task_bytes:
+                return (f"the result is {len(encoded)} bytes of JSON; with the task's data that is over the "
+                        f"{self.max_task_bytes} bytes this store keeps for one task")
+        return None
+
     @abstractmethod
     def insert(self, task: Task) -> None:
         """Store a new task. Raises TaskExists if its id is taken."""
@@ -65,8 +86,9 @@ class TaskStore(ABC):
         """The task, or None when there is none with this id."""
 
     @abstractmethod
-    def delete(self, task_id: str) -> None:
-        """Forget a task that was never accepted (its message could not be published)."""
+    def _remove(self, task_id: str, frm: frozenset) -> Optional[Task]:
+        """Atomically delete the task if its status is in `frm`; the task as it was,
+        or None when there is no such task in such a state."""
 
     @abstractmethod
     def _page(
@@ -113,6 +135,11 @@ class TaskStore(ABC):
     @abstractmethod
     def purge_expired_keys(self, now: datetime) -> int:
         """Delete expired Idempotency-Key records (a store with its own expiry does nothing)."""
+
+    def wait_durable(self) -> None:
+        """Return once every write this store has reported committed is durable
+        (for reads of another request's write; a backend whose commits are durable
+        when they return does nothing)."""
 
     def batch(self, durable: bool = True) -> ContextManager[None]:
         """Group several calls: a backend that can commits them together (one SQLite
@@ -177,12 +204,28 @@ class TaskStore(ABC):
             fields["error"] = error
         return self._move(task_id, frm, Status.QUEUED, fields, expect_attempts=attempt)
 
-    def retry(self, task_id: str, due_at: datetime) -> Optional[Task]:
-        """A failed task, queued again for a fresh series of attempts; None if it was not failed."""
-        return self._move(task_id, {Status.FAILED}, Status.QUEUED, {
-            "attempts": 0, "error": None, "result": None, "started_at": None,
+    def retry(self, task: Task, due_at: datetime) -> Optional[Task]:
+        """A failed task, queued again for a fresh series of attempts; None if it was
+        not failed at `task.attempts`. Attempt numbers carry on from the last one, so
+        a stale worker of the earlier series cannot match an attempt of the new one."""
+        return self._move(task.id, {Status.FAILED}, Status.QUEUED, {
+            "series_start": task.attempts, "error": None, "result": None, "started_at": None,
             "finished_at": None, "due_at": due_at,
-        })
+        }, expect_attempts=task.attempts)
+
+    def delete(self, task_id: str) -> Optional[Task]:
+        """Delete a final task and its Idempotency-Key record; the task as it was, or
+        None when it is not final (or not there)."""
+        with self.batch():
+            removed = self._remove(task_id, FINAL)
+            if removed is not None and removed.idempotency_key is not None:
+                self.forget_key(removed.idempotency_key, task_id)
+        return removed
+
+    def withdraw(self, task_id: str) -> Optional[Task]:
+        """Delete a task that no one was told of (its submit failed) while it is still
+        queued; the task as it was, or None."""
+        return self._remove(task_id, frozenset({Status.QUEUED}))
 
     def cancel(self, task_id: str, now: datetime) -> Optional[Task]:
         """Cancel a queued task; None if it was not queued."""

@@ -82,7 +82,7 @@ def _encode(name: str, value: Any) -> dict:
         return {"N": str(to_micros(value))}
     if name in _JSON_FIELDS:
         return {"S": json.dumps(value)}
-    if name == "attempts":
+    if name in ("attempts", "series_start"):
         return {"N": str(value)}
     if isinstance(value, Status):
         return {"S": value.value}
@@ -105,6 +105,8 @@ def _decode_item(item: dict) -> Task:
         started_at=from_micros(number("started_at")),
         finished_at=from_micros(number("finished_at")),
         due_at=from_micros(number("due_at")),
+        series_start=number("series_start") or 0,
+        idempotency_key=item["idempotency_key"]["S"] if "idempotency_key" in item else None,
     )
 
 
@@ -117,6 +119,12 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 class DynamoTaskStore(TaskStore):
+    # One item holds a task, and DynamoDB takes items of up to 400 KB: the data,
+    # its result (as large again, for an action such as uppercase) and the other
+    # attributes must fit. A body up to 160 KiB leaves that room.
+    max_body_bytes = 160 * 1024
+    max_task_bytes = 380_000
+
     def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
@@ -126,7 +134,8 @@ class DynamoTaskStore(TaskStore):
             name: _encode(name, getattr(task, name))
             for name in ("id", "action", "data", "status", "attempts", "created_at")
         }
-        for name in ("result", "error", "started_at", "finished_at", "due_at"):
+        for name in ("result", "error", "started_at", "finished_at", "due_at", "series_start",
+                     "idempotency_key"):
             if getattr(task, name) is not None:
                 item[name] = _encode(name, getattr(task, name))
         if task.due_at is not None:
@@ -151,11 +160,23 @@ class DynamoTaskStore(TaskStore):
             raise _failed("GetItem", exc) from exc
         return _decode_item(item) if item else None
 
-    def delete(self, task_id: str) -> None:
+    def _remove(self, task_id: str, frm: frozenset) -> Optional[Task]:
+        values = {f":from{number}": {"S": status.value}
+                  for number, status in enumerate(sorted(frm, key=lambda status: status.value))}
         try:
-            self._client.delete_item(TableName=self._table, Key={"id": {"S": task_id}})
-        except (BotoCoreError, ClientError) as exc:
+            response = self._client.delete_item(
+                TableName=self._table, Key={"id": {"S": task_id}},
+                ConditionExpression=f"#status IN ({', '.join(values)})",
+                ExpressionAttributeNames={"#status": "status"}, ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
             raise _failed("DeleteItem", exc) from exc
+        except BotoCoreError as exc:
+            raise _failed("DeleteItem", exc) from exc
+        return _decode_item(response["Attributes"])
 
     def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]) -> list:
         if status is None:

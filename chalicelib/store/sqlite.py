@@ -1,13 +1,15 @@
 """Tasks in one SQLite file."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import sqlite3
 from datetime import datetime
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 from chalicelib.sqlite_db import Database
-from chalicelib.store.base import KeyRecord, TaskExists, TaskStore
+from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.tasks import Status, Task, from_micros, to_micros
 
 T = TypeVar("T")
@@ -44,9 +46,16 @@ MIGRATIONS = (
             expires_at INTEGER NOT NULL
         )""",
     )),
+    # Version 3: attempt numbers that only grow (an operator's retry starts a new
+    # series where they stand), and the key a task was submitted with.
+    (3, (
+        "ALTER TABLE tasks ADD COLUMN series_start INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tasks ADD COLUMN idempotency_key TEXT",
+    )),
 )
 
-_COLUMNS = "id, action, data, status, result, error, attempts, created_at, started_at, finished_at, due_at"
+_COLUMNS = ("id, action, data, status, result, error, attempts, created_at, started_at, finished_at, due_at, "
+            "series_start, idempotency_key")
 _TIME_FIELDS = ("started_at", "finished_at", "due_at")
 _JSON_FIELDS = ("result",)
 
@@ -64,6 +73,8 @@ def _row_to_task(row: tuple) -> Task:
         started_at=from_micros(row[8]),
         finished_at=from_micros(row[9]),
         due_at=from_micros(row[10]),
+        series_start=row[11],
+        idempotency_key=row[12],
     )
 
 
@@ -75,10 +86,29 @@ def _column_value(name: str, value):
     return value
 
 
+@contextlib.contextmanager
+def _reaching_sqlite() -> Iterator[None]:
+    """SQLite failing to read or write (a full disk, an I/O error, a lock held too
+    long) is the store's failure; a constraint or a bug in a statement is not."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        raise StoreError(f"SQLite failed: {exc}") from exc
+
+
+def _reaches_sqlite(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _reaching_sqlite():
+            return method(*args, **kwargs)
+    return wrapper
+
+
 class SqliteTaskStore(TaskStore):
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @_reaches_sqlite
     def insert(self, task: Task) -> None:
         try:
             self._insert(task)
@@ -87,22 +117,30 @@ class SqliteTaskStore(TaskStore):
 
     def _insert(self, task: Task) -> None:
         self._db.execute(
-            f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task.id, task.action, json.dumps(task.data), task.status.value,
                 _column_value("result", task.result), task.error, task.attempts,
                 to_micros(task.created_at), _column_value("started_at", task.started_at),
                 _column_value("finished_at", task.finished_at), _column_value("due_at", task.due_at),
+                task.series_start, task.idempotency_key,
             ),
         )
 
+    @_reaches_sqlite
     def get(self, task_id: str) -> Optional[Task]:
         rows = self._db.query(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
         return _row_to_task(rows[0]) if rows else None
 
-    def delete(self, task_id: str) -> None:
-        self._db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+    @_reaches_sqlite
+    def _remove(self, task_id: str, frm: frozenset) -> Optional[Task]:
+        sources = sorted(status.value for status in frm)
+        rows = self._db.write_returning(
+            f"DELETE FROM tasks WHERE id = ? AND status IN ({', '.join('?' * len(sources))}) "
+            f"RETURNING {_COLUMNS}", (task_id, *sources))
+        return _row_to_task(rows[0]) if rows else None
 
+    @_reaches_sqlite
     def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]) -> list:
         where, params = [], []
         if status is not None:
@@ -118,20 +156,30 @@ class SqliteTaskStore(TaskStore):
         )
         return [_row_to_task(row) for row in rows]
 
+    @contextlib.contextmanager
     def batch(self, durable: bool = True):
-        return self._db.transaction(durable)
+        with _reaching_sqlite(), self._db.transaction(durable):
+            yield
 
+    @_reaches_sqlite
+    def wait_durable(self) -> None:
+        self._db.sync()
+
+    @_reaches_sqlite
     def atomically(self, work: Callable[[], T]) -> T:
         return self._db.shared_transaction(work)
 
+    @_reaches_sqlite
     def count_by_status(self) -> dict:
         return dict(self._db.query("SELECT status, COUNT(*) FROM tasks GROUP BY status"))
 
+    @_reaches_sqlite
     def oldest(self, status: Status) -> Optional[Task]:
         rows = self._db.query(
             f"SELECT {_COLUMNS} FROM tasks WHERE status = ? ORDER BY created_at, id LIMIT 1", (status.value,))
         return _row_to_task(rows[0]) if rows else None
 
+    @_reaches_sqlite
     def _due(self, now: datetime, limit: int) -> list:
         rows = self._db.query(
             f"SELECT {_COLUMNS} FROM tasks WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
@@ -139,6 +187,7 @@ class SqliteTaskStore(TaskStore):
         )
         return [_row_to_task(row) for row in rows]
 
+    @_reaches_sqlite
     def remember_key(self, record: KeyRecord, now: datetime) -> Optional[KeyRecord]:
         with self._db.transaction() as conn:
             row = conn.execute(
@@ -155,12 +204,15 @@ class SqliteTaskStore(TaskStore):
             )
         return None
 
+    @_reaches_sqlite
     def forget_key(self, key: str, task_id: str) -> None:
         self._db.execute("DELETE FROM idempotency_keys WHERE key = ? AND task_id = ?", (key, task_id))
 
+    @_reaches_sqlite
     def purge_expired_keys(self, now: datetime) -> int:
         return self._db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (to_micros(now),))
 
+    @_reaches_sqlite
     def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts, returning=True):
         assignments = ["status = ?"] + [f"{name} = ?" for name in fields]
         params = [to.value] + [_column_value(name, value) for name, value in fields.items()]
