@@ -55,6 +55,18 @@ def sqs_queue(monkeypatch):
         yield sqs, url
 
 
+@pytest.fixture
+def dynamodb_store(sqs_queue, monkeypatch):
+    """With sqs_queue: a moto DynamoDB table configured as the task store, as in the cloud stage."""
+    from chalicelib.store.dynamodb import TABLE_SCHEMA
+
+    boto3.client("dynamodb", region_name="us-east-1").create_table(TableName="tasks", **TABLE_SCHEMA)
+    monkeypatch.setenv("TASKS_STORE", "dynamodb")
+    monkeypatch.setenv("TASKS_TABLE_NAME", "tasks")
+    factory.reset()
+    return sqs_queue
+
+
 def post_empty(client, path, content_type="application/json"):
     """POST an operation that takes no input, as the dashboard does: `{}` as JSON."""
     return client.http.post(path, body="{}", headers={"Content-Type": content_type})

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,10 +53,11 @@ class LocalServer:
         command = [str(CHALICE), "local", "--host", "127.0.0.1", "--port", str(self.port)]
         if not self.autoreload:
             command.append("--no-autoreload")
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, cwd=PROJECT_DIR, env=self.env, stdout=log,
+        # Through a pipe, not straight into the file: a test may limit the size of
+        # the files the server writes (RLIMIT_FSIZE), which must not stop it logging.
+        self.process = subprocess.Popen(command, cwd=PROJECT_DIR, env=self.env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        threading.Thread(target=self._copy_log, args=(self.process.stdout,), daemon=True).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -66,6 +68,12 @@ class LocalServer:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("chalice local did not start listening")
+
+    def _copy_log(self, pipe) -> None:
+        with open(self.log_path, "ab") as log:
+            for line in pipe:
+                log.write(line)
+                log.flush()
 
     def kill(self) -> None:
         """kill -9 the server and every process it started."""

@@ -166,3 +166,26 @@ def test_code_calls_only_what_each_role_allows(cloud, template, monkeypatch):
     assert api_calls and api_calls <= allowed("ApiHandlerRole"), api_calls
     assert worker_calls and worker_calls <= allowed("ProcessTasksRole"), worker_calls
     assert recovery_calls and recovery_calls <= allowed("RecoverTasksRole"), recovery_calls
+
+
+def test_a_body_dynamodb_could_not_store_with_its_result_is_a_413(cloud):
+    client, _, _, _ = cloud
+    response = post_task(client, {"action": "uppercase", "data": {"text": "x" * 250_000}})
+    assert response.status_code == 413
+    assert "the limit is 163840 bytes" in json.loads(response.body)["error"]
+    assert json.loads(client.http.get("/tasks").body)["count"] == 0
+
+
+def test_a_result_too_large_for_its_item_fails_at_once_without_retries(cloud, monkeypatch):
+    from chalicelib import actions
+
+    client, sqs, url, _ = cloud
+    monkeypatch.setitem(actions.ACTIONS, "inflate", lambda data: "x" * 390_000)
+    fits = json.loads(post_task(client, {"action": "uppercase", "data": {"text": "y" * 150_000}}).body)["id"]
+    too_big = json.loads(post_task(client, {"action": "inflate"}).body)["id"]
+    assert invoke(client, sqs, url, receive_all(sqs, url, expected=2)) == {"batchItemFailures": []}
+    assert json.loads(client.http.get(f"/tasks/{fits}").body)["result"] == {"output": "Y" * 150_000}
+    task = json.loads(client.http.get(f"/tasks/{too_big}").body)
+    assert task["status"] == "failed" and task["attempts"] == 1
+    assert "over the 380000 bytes this store keeps for one task" in task["error"]
+    assert receive_all(sqs, url, expected=1) == []

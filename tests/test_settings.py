@@ -1,5 +1,6 @@
 import pytest
 
+from chalicelib import factory
 from chalicelib.settings import ConfigurationError, Settings, current, from_environ, variables
 from tests.conftest import PROJECT_DIR
 
@@ -48,3 +49,25 @@ def test_readme_documents_every_variable():
     readme = (PROJECT_DIR / "README.md").read_text()
     missing = [name for name in variables() if f"`{name}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize("environ, sentence", [
+    ({"TASKS_MAX_ATTEMPTS": "5"}, "TASKS_MAX_ATTEMPTS (5) must be less than TASKS_MAX_RECEIVE_COUNT (5)"),
+    ({"TASKS_MAX_ATTEMPTS": "3", "TASKS_MAX_RECEIVE_COUNT": "2"}, "must be less than TASKS_MAX_RECEIVE_COUNT"),
+    ({"TASKS_QUEUE": "sqs"}, "TASKS_QUEUE=sqs needs TASKS_DLQ_URL"),
+])
+def test_settings_that_cannot_work_together_are_refused(environ, sentence):
+    with pytest.raises(ConfigurationError) as refused:
+        from_environ(environ)
+    assert sentence in str(refused.value)
+
+
+def test_one_sqlite_file_named_two_ways_is_one_database(client, tmp_path, monkeypatch):
+    from tests.conftest import post_task
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TASKS_DB_PATH", "tasks.db")
+    monkeypatch.setenv("TASKS_QUEUE_DB_PATH", str(tmp_path / "." / "tasks.db"))
+    settings = factory.current_settings()
+    assert factory.tasks_db(settings) is factory.queue_db(settings)
+    assert post_task(client, {"action": "sum"}).status_code == 202

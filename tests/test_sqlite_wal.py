@@ -100,6 +100,46 @@ def test_after_the_database_closes_its_log_flushes_reach_the_new_log_file(tmp_pa
     db.close()
 
 
+def test_a_connection_whose_body_raised_goes_back_to_the_pool_and_the_log_stays(tmp_path, recorder):
+    db = database(tmp_path)
+    db.execute("INSERT INTO items (id) VALUES (1)")
+    with pytest.raises(RuntimeError):
+        with db.connection():
+            raise RuntimeError("a statement's caller failed")
+    assert db._pool.qsize() == 1 and os.path.exists(tmp_path / "wal.db-wal")
+    db.execute("INSERT INTO items (id) VALUES (2)")  # the recorder checks it flushes the live log
+    assert 2 in recorder.durable
+    db.close()
+
+
+def test_a_log_deleted_behind_the_databases_back_is_let_go_for_the_live_one(tmp_path, recorder):
+    db = database(tmp_path)
+    db.execute("INSERT INTO items (id) VALUES (1)")
+    while not db._pool.empty():
+        db._pool.get_nowait().close()  # the last connection closes: SQLite deletes the log
+    assert not os.path.exists(tmp_path / "wal.db-wal")
+    db.execute("INSERT INTO items (id) VALUES (2)")
+    assert 2 in recorder.durable
+    db.close()
+
+
+def test_no_statement_runs_outside_a_transaction_sqlite_rolled_back(tmp_path):
+    from chalicelib.sqlite_db import TransactionLost
+
+    db = database(tmp_path)
+    with pytest.raises(TransactionLost):
+        with db.transaction() as conn:
+            db.execute("INSERT INTO items (id) VALUES (1)")
+            conn.rollback()  # as SQLite does itself after some I/O errors
+            db.execute("INSERT INTO items (id) VALUES (2)")
+    with pytest.raises(TransactionLost):
+        with db.transaction() as conn:
+            db.execute("INSERT INTO items (id) VALUES (3)")
+            conn.rollback()
+    assert db.query("SELECT id FROM items") == []
+    db.close()
+
+
 def test_non_durable_and_unchanged_transactions_do_not_flush(tmp_path, recorder):
     db = database(tmp_path)
     before = recorder.flushes

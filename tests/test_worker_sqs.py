@@ -1,5 +1,8 @@
 """The SQS path under moto: POST publishes, the worker is invoked with what SQS delivered."""
 import json
+import time
+
+import pytest
 
 from chalicelib import factory
 
@@ -107,3 +110,30 @@ def test_local_dispatcher_can_poll_a_real_sqs_queue(client, sqs_queue, chalice_a
     dispatcher.drain()
     assert [get_task(client, i)["result"] for i in ids] == [{"output": 2 * n} for n in range(7)]
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
+
+
+@pytest.fixture
+def moto_server(monkeypatch):
+    """moto's SQS as a real server on loopback, where a long poll really waits."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    factory.reset()
+    yield
+    server.stop()
+
+
+def test_an_empty_long_poll_ends_without_a_read_timeout(moto_server):
+    from chalicelib.local.sources import SqsSource
+
+    client = factory.aws_client("sqs", "long_poll")
+    url = client.create_queue(QueueName="idle")["QueueUrl"]
+    # The read timeout outlasts the wait with margin; the request path's stays short.
+    assert client.meta.config.read_timeout >= factory.LONG_POLL_SECONDS + 5
+    assert factory.aws_client("sqs", "request").meta.config.read_timeout < factory.LONG_POLL_SECONDS
+    started = time.monotonic()
+    assert SqsSource(client, url, factory.LONG_POLL_SECONDS).receive(5) == []
+    assert time.monotonic() - started >= factory.LONG_POLL_SECONDS - 1  # it did wait the whole poll
