@@ -184,5 +184,64 @@ def test_dashboard_pages_older_tasks_and_cancels_a_queued_one(tmp_path, chrome):
         wait(chrome, lambda d: row_status(d, ids[-1]) == "cancelled")
         assert server.call("GET", f"/tasks/{ids[-1]}")[1]["status"] == "cancelled"
         wait(chrome, lambda d: by_id(d, "count-cancelled").text == "1")
+
+        # A final task can be deleted: it leaves the list, and reads of it are 404.
+        wait(chrome, lambda d: by_id(d, "delete").is_displayed())
+        by_id(chrome, "delete").click()
+        wait(chrome, lambda d: row_status(d, ids[-1]) is None and not by_id(d, "detail").is_displayed())
+        assert server.call("GET", f"/tasks/{ids[-1]}")[0] == 404
+        wait(chrome, lambda d: by_id(d, "count-cancelled").text == "0")
     finally:
+        server.stop()
+
+
+ATTACKER_PAGE = """<!doctype html><title>loading</title>
+<form id="f" method="POST" enctype="text/plain" action="{api}/tasks">
+  <input name='{{"action": "from-a-form", "x": "' value='"}}'>
+</form>
+<script>
+  const api = "{api}";
+  const sent = [
+    fetch(api + "/tasks", {{method: "POST", mode: "no-cors",
+      headers: {{"Content-Type": "text/plain;application/json"}}, body: '{{"action": "from-fetch"}}'}}),
+    fetch(api + "/tasks/{task_id}/cancel", {{method: "POST", mode: "no-cors"}}),
+  ];
+  Promise.allSettled(sent).then(() => {{ document.title = "sent"; document.getElementById("f").submit(); }});
+</script>"""
+
+
+@pytest.mark.e2e
+def test_a_page_on_another_site_cannot_submit_or_cancel_tasks_through_the_browser(tmp_path, chrome):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    server = LocalServer(tmp_path, env={"TASKS_LOCAL_DISPATCHER": "off"}).start()
+    task_id = server.call("POST", "/tasks", {"action": "sum"})[1]["id"]
+    page = ATTACKER_PAGE.format(api=server.base_url, task_id=task_id).encode()
+
+    class Attacker(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    attacker = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)  # another origin: another port
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    try:
+        chrome.get(f"http://127.0.0.1:{attacker.server_address[1]}/")
+        # The form's navigation lands on the API's refusal.
+        wait(chrome, lambda d: "Content-Type" in d.find_element("tag name", "body").text)
+        refused = server.wait_until(lambda: server.log_path.read_text().count('"POST /tasks HTTP/1.1" 415') >= 2)
+        assert refused, server.log_path.read_text()[-2000:]
+        assert "/cancel HTTP/1.1\" 415" in server.log_path.read_text()
+        assert [task["id"] for task in server.all_tasks()] == [task_id]
+        assert server.call("GET", f"/tasks/{task_id}")[1]["status"] == "queued"
+    finally:
+        attacker.shutdown()
+        attacker.server_close()
         server.stop()
