@@ -148,23 +148,18 @@ def _three_received(client):
     return ids, [(m.message_id, m.receipt_handle, m.body) for m in messages]
 
 
-def test_a_failed_outcome_batch_hands_every_message_back(client, monkeypatch):
+@pytest.mark.parametrize("failing, left_as", [
+    ("finish", Status.RUNNING),  # the outcome batch: every claim stands, no outcome does
+    ("claim", Status.QUEUED),  # the claim batch: nothing of it stands
+])
+def test_a_batch_whose_transaction_failed_hands_every_message_back(client, monkeypatch, failing, left_as):
     ids, messages = _three_received(client)
-    _disk_fails_on(monkeypatch, "finish", ids[1])
+    _disk_fails_on(monkeypatch, failing, ids[1])
     failed = factory.worker().process_batch(messages)
     assert sorted(failed) == sorted(m[0] for m in messages)
     store = factory.store(settings())
-    # Nothing of the rolled-back batch was recorded, not even after the failure.
-    assert [store.get(task_id).status for task_id in ids] == [Status.RUNNING] * 3
-
-
-def test_a_failed_claim_batch_hands_every_message_back(client, monkeypatch):
-    ids, messages = _three_received(client)
-    _disk_fails_on(monkeypatch, "claim", ids[1])
-    failed = factory.worker().process_batch(messages)
-    assert sorted(failed) == sorted(m[0] for m in messages)
-    store = factory.store(settings())
-    assert [store.get(task_id).status for task_id in ids] == [Status.QUEUED] * 3
+    # Nothing of the rolled-back batch was written, not even after the failure.
+    assert [store.get(task_id).status for task_id in ids] == [left_as] * 3
 
 
 # 6. A replay waits for the flush of the commit it read -------------------------
