@@ -1,6 +1,6 @@
 from chalice import Chalice, NotFoundError, Rate, Response
 
-from chalicelib import dashboard, factory, http_errors, openapi
+from chalicelib import cli, dashboard, factory, http_errors, openapi
 from chalicelib.local import runtime
 from chalicelib.validation import (media_type_problem, parse_idempotency_key, parse_list_query,
                                    parse_new_task, parse_no_input)
@@ -113,4 +113,5 @@ def recover_tasks(event):
     return factory.recovery().run()
 
 
+cli.refuse_unsupported_command()
 runtime.start_if_serving_locally(app)

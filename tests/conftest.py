@@ -67,6 +67,22 @@ def dynamodb_store(sqs_queue, monkeypatch):
     return sqs_queue
 
 
+@pytest.fixture
+def moto_server(monkeypatch):
+    """moto as a real server on loopback (a long poll really waits; subprocesses can
+    reach it); AWS_ENDPOINT_URL points boto3 at it. Yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    factory.reset()
+    yield endpoint
+    server.stop()
+
+
 def post_empty(client, path, content_type="application/json"):
     """POST an operation that takes no input, as the dashboard does: `{}` as JSON."""
     return client.http.post(path, body="{}", headers={"Content-Type": content_type})

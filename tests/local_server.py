@@ -36,17 +36,22 @@ def request(base_url: str, method: str, path: str, body=None, timeout: float = 1
 
 
 class LocalServer:
-    def __init__(self, data_dir: Path, env: dict | None = None, autoreload: bool = False) -> None:
+    def __init__(self, data_dir: Path, env: dict | None = None, autoreload: bool = False,
+                 project_dir: Path = PROJECT_DIR) -> None:
+        """`env` adds variables; a value of None removes one (TASKS_DB_PATH: None keeps
+        the default data/tasks.db in `project_dir`)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "server.log"
-        self.env = {
+        environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("TASKS_", "CHALICE_"))},
             "TASKS_DB_PATH": str(data_dir / "tasks.db"),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        self.env = {k: v for k, v in environment.items() if v is not None}
         self.autoreload = autoreload
+        self.project_dir = project_dir
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> "LocalServer":
@@ -55,7 +60,7 @@ class LocalServer:
             command.append("--no-autoreload")
         # Through a pipe, not straight into the file: a test may limit the size of
         # the files the server writes (RLIMIT_FSIZE), which must not stop it logging.
-        self.process = subprocess.Popen(command, cwd=PROJECT_DIR, env=self.env, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(command, cwd=self.project_dir, env=self.env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         threading.Thread(target=self._copy_log, args=(self.process.stdout,), daemon=True).start()
         deadline = time.monotonic() + timeout

@@ -1,7 +1,13 @@
 """The real `chalice local` process runs the whole flow: POST -> queue -> worker -> SQLite -> GET."""
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+
 import pytest
 
-from tests.local_server import LocalServer
+from tests.local_server import PROJECT_DIR, LocalServer
 
 pytestmark = pytest.mark.e2e
 
@@ -60,3 +66,65 @@ def test_autoreload_worker_process_runs_the_queue_too(tmp_path):
         assert local.wait_until(done, timeout=20), local.log_path.read_text()[-2000:]
     finally:
         local.stop()
+
+
+def copy_project(target):
+    """The app as a user's project holds it, in a folder of its own."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    target.mkdir()
+    shutil.copy(PROJECT_DIR / "app.py", target / "app.py")
+    for folder in ("chalicelib", ".chalice"):
+        shutil.copytree(PROJECT_DIR / folder, target / folder, ignore=ignore)
+    return target
+
+
+def submit_until_accepted(server, number):
+    """POST one task, again with the same Idempotency-Key while the server restarts."""
+    body = json.dumps({"action": "sum", "data": {"numbers": [number, 1]}}).encode()
+    deadline = time.monotonic() + 30
+    while True:
+        request = urllib.request.Request(server.base_url + "/tasks", data=body, method="POST", headers={
+            "Content-Type": "application/json", "Idempotency-Key": f"task-{number}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())["id"]
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_plain_chalice_local_restarts_once_per_code_edit_and_loses_no_task(tmp_path):
+    project = copy_project(tmp_path / "project")
+    # Plain `chalice local`: autoreload on and the seed's ./data/tasks.db inside the project.
+    server = LocalServer(tmp_path, autoreload=True, project_dir=project,
+                         env={"TASKS_DB_PATH": None, "TASKS_WORK_DELAY_MS": "20"}).start()
+
+    def servers_started():
+        return server.log_path.read_text().count("Serving on")
+
+    edits, ids = 2, {}
+    try:
+        for round_number in range(edits + 1):
+            for number in range(round_number * 15, round_number * 15 + 15):
+                ids[submit_until_accepted(server, number)] = number
+            if round_number < edits:
+                with open(project / "chalicelib" / "actions.py", "a") as source:
+                    source.write(f"\n# edit {round_number + 1}\n")
+                assert server.wait_until(lambda: servers_started() == round_number + 2, timeout=30), \
+                    server.log_path.read_text()[-3000:]
+
+        def all_completed():
+            tasks = server.all_tasks()
+            return len(tasks) == len(ids) and all(task["status"] == "completed" for task in tasks)
+
+        assert server.wait_until(all_completed, timeout=60), server.log_path.read_text()[-3000:]
+        time.sleep(2)  # a restart caused by the last writes would show by now
+        assert servers_started() == edits + 1, server.log_path.read_text()[-3000:]
+        assert {task["id"]: task["result"] for task in server.all_tasks()} == {
+            task_id: {"output": number + 1} for task_id, number in ids.items()}
+    finally:
+        server.stop()
+    assert (project / "data" / "tasks.db").exists()
+    completions = [line["task_id"] for line in server.log_lines() if line.get("status") == "completed"]
+    assert sorted(completions) == sorted(ids)  # each task's outcome recorded once

@@ -112,20 +112,6 @@ def test_local_dispatcher_can_poll_a_real_sqs_queue(client, sqs_queue, chalice_a
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
 
 
-@pytest.fixture
-def moto_server(monkeypatch):
-    """moto's SQS as a real server on loopback, where a long poll really waits."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    factory.reset()
-    yield
-    server.stop()
-
-
 def test_an_empty_long_poll_ends_without_a_read_timeout(moto_server):
     from chalicelib.local.sources import SqsSource
 

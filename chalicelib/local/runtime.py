@@ -8,6 +8,7 @@ running the `local` command itself.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Optional
 
@@ -94,11 +95,14 @@ def start_if_serving_locally(app: Chalice) -> None:
         settings = factory.current_settings()
     except ConfigurationError as exc:  # refused at start, in one sentence, not at the first request
         raise SystemExit(f"task-queue: {exc}") from None
+    if os.environ.get("CHALICE_WORKER"):  # autoreload: watch the code, not the databases
+        from chalicelib.local import watch
+
+        watch.install(watch.Ignored(_project_dir(), {settings.db_path, settings.queue_file}))
     if not settings.dispatcher_enabled:
         return
-    if os.environ.get("CHALICE_WORKER"):
-        _warn_if_watched(settings)
     _dispatcher = build_dispatcher(app, settings)
+    atexit.register(_stop_at_exit)
     if _dispatcher is not None:
         _dispatcher.start()
         logs.note("local queue dispatcher started", queue=settings.queue_name,
@@ -109,16 +113,20 @@ def start_if_serving_locally(app: Chalice) -> None:
         logs.note("local schedule started", every_s=scheduler.interval)
 
 
-def _warn_if_watched(settings) -> None:
-    """Autoreload restarts the server when any file under the project changes,
-    and every write changes the SQLite files."""
-    project = os.path.realpath(os.getcwd())
-    watched = [path for path in {settings.db_path, settings.queue_file}
-               if os.path.realpath(path).startswith(project + os.sep)]
-    if watched:
-        logs.problem(
-            "autoreload restarts the server on every database write; run "
-            "`chalice local --no-autoreload` (python3 dev.py serve does) or set "
-            "TASKS_DB_PATH and TASKS_QUEUE_DB_PATH outside the project",
-            files=watched,
-        )
+def _project_dir() -> str:
+    """The folder Chalice watches: --project-dir, or the current one."""
+    import click
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    project_dir = (root.obj or {}).get("project_dir") if root is not None else None
+    return project_dir or os.getcwd()
+
+
+def _stop_at_exit() -> None:
+    """Let the batches under way finish and their deletes commit when the server
+    stops (autoreload restarts it by ending this process): nothing waits out a
+    visibility timeout to run again."""
+    if _dispatcher is not None:
+        _dispatcher.stop()
+    for scheduler in _schedulers:
+        scheduler.stop()
