@@ -4,6 +4,8 @@
     python3 dev.py serve [chalice local options]   # API, worker, SQLite and queue on :8080
     python3 dev.py test [pytest options]           # the whole test suite
     python3 dev.py package [--stage prod]          # deployable template + package, linted
+    python3 dev.py deploy --stage prod [--region R] [--stack-name N] [--param K=V]
+    python3 dev.py destroy --stage prod [--region R] [--stack-name N]
     python3 dev.py bench [--quick]                 # benchmarks: one table, docs/benchmarks.md
     python3 dev.py bench --compare REV             # before (git revision REV) / after, in one run
 
@@ -110,6 +112,14 @@ def package(args: list) -> int:
     return subprocess.run([str(PYTHON), "-m", "deploy.package", *args], cwd=ROOT).returncode
 
 
+def cloud(command: str):
+    """deploy or destroy a cloud stage with boto3 (deploy/cloud.py)."""
+    def run_command(args: list) -> int:
+        setup()
+        return subprocess.run([str(PYTHON), "-m", "deploy.cloud", command, *args], cwd=ROOT).returncode
+    return run_command
+
+
 def bench(args: list) -> int:
     setup()
     run(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
@@ -119,6 +129,7 @@ def bench(args: list) -> int:
 
 def main() -> int:
     commands = {"serve": serve, "test": test, "package": package, "bench": bench,
+                "deploy": cloud("deploy"), "destroy": cloud("destroy"),
                 "setup": lambda _args: setup() or 0}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)

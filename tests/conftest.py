@@ -1,5 +1,6 @@
 import json
 import os
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -77,6 +78,8 @@ def moto_server(monkeypatch):
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto's servers in one process share its state: start from an empty account.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     factory.reset()
     yield endpoint
