@@ -44,9 +44,6 @@ def test_chalice_deploy_stops_before_creating_anything_and_names_the_command(mot
     assert all(found == [] for found in what_exists(moto_server).values()), what_exists(moto_server)
 
 
-# moto warns that it cannot create AWS::Serverless resources: that is the limit
-# this test stops at, not a defect of the command.
-@pytest.mark.filterwarnings("ignore:Tried to parse AWS::Serverless")
 def test_dev_py_deploy_uploads_the_code_and_creates_a_change_set_on_motos_server(moto_server):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TASKS_", "CHALICE_"))},
            "AWS_ENDPOINT_URL": moto_server}
