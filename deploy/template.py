@@ -209,3 +209,27 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         "Resources": resources,
         "Outputs": outputs,
     }
+
+
+def _resource_name(resource: Any) -> str:
+    """What a policy statement's resource refers to, in words for the README."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        return resource["Fn::GetAtt"][0]
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        return resource["Fn::Sub"].replace("${TasksTable.Arn}", "TasksTable")
+    return str(resource)
+
+
+def permissions_summary(template: dict) -> str:
+    """Each role's allowed actions and on what, as the README lists them: built from
+    the template, so that the list cannot drift from what the stack grants."""
+    roles = {"ApiHandlerRole": "API", "ProcessTasksRole": "worker", "RecoverTasksRole": "recovery"}
+    lines = []
+    for role, who in roles.items():
+        statements = template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        grants = []
+        for statement in statements:
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            grants.append(f"`{', '.join(statement['Action'])}` on {', '.join(_resource_name(r) for r in resources)}")
+        lines.append(f"  - the {who} function: " + "; ".join(grants))
+    return "\n".join(lines)

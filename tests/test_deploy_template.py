@@ -10,11 +10,16 @@ pytestmark = pytest.mark.package
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
+def package_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("prod")
-    path = packaging.package("prod", out, lint=True)
+    packaging.package("prod", out, lint=True)
     assert (out / "deployment.zip").exists()
-    return json.loads(path.read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def template(package_dir):
+    return json.loads((package_dir / "sam.json").read_text())
 
 
 def resources_of(template, kind):
@@ -109,3 +114,21 @@ def test_api_key_protection_packages_and_lints(tmp_path):
     body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
     assert body["securityDefinitions"]["api_key"]["name"] == "x-api-key"
     assert {"ApiKey", "UsagePlan", "UsagePlanKey"} <= set(template["Resources"])
+
+
+def test_the_readme_lists_exactly_the_permissions_the_template_grants(template):
+    from deploy.template import permissions_summary
+    from tests.conftest import PROJECT_DIR
+
+    expected = permissions_summary(template)
+    assert expected in (PROJECT_DIR / "README.md").read_text(), f"put this in the README's IAM list:\n{expected}"
+
+
+def test_the_readme_states_the_package_size(package_dir):
+    import re
+
+    from tests.conftest import PROJECT_DIR
+
+    stated = int(re.search(r"the package is about (\d+) KB", (PROJECT_DIR / "README.md").read_text()).group(1))
+    actual = (package_dir / "deployment.zip").stat().st_size / 1000
+    assert abs(actual - stated) <= 0.15 * actual, f"the package is {actual:.1f} KB"
