@@ -37,7 +37,7 @@ def request(base_url: str, method: str, path: str, body=None, timeout: float = 1
 
 class LocalServer:
     def __init__(self, data_dir: Path, env: dict | None = None, autoreload: bool = False,
-                 project_dir: Path = PROJECT_DIR) -> None:
+                 project_dir: Path = PROJECT_DIR, stage: str = "dev") -> None:
         """`env` adds variables; a value of None removes one (TASKS_DB_PATH: None keeps
         the default data/tasks.db in `project_dir`)."""
         self.port = free_port()
@@ -52,10 +52,11 @@ class LocalServer:
         self.env = {k: v for k, v in environment.items() if v is not None}
         self.autoreload = autoreload
         self.project_dir = project_dir
+        self.stage = stage
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> "LocalServer":
-        command = [str(CHALICE), "local", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [str(CHALICE), "local", "--stage", self.stage, "--host", "127.0.0.1", "--port", str(self.port)]
         if not self.autoreload:
             command.append("--no-autoreload")
         # Through a pipe, not straight into the file: a test may limit the size of

@@ -206,3 +206,49 @@ def test_a_failed_deploy_names_the_resource_that_failed_and_why():
     assert events.failures == [
         "CREATE_FAILED          TasksTable (AWS::DynamoDB::Table): Table already exists: prod-tasks"]
     assert said[-1].strip().startswith("ROLLBACK_COMPLETE")
+
+
+@pytest.fixture
+def emulated_stack(moto_server):
+    """The stack's queue, dead-letter queue and table on moto's server, named as
+    `dev.py deploy` prints them: the variables its export lines set."""
+    from chalicelib.store.dynamodb import TABLE_SCHEMA
+
+    sqs = aws("sqs", moto_server)
+    aws("dynamodb", moto_server).create_table(TableName="task-queue-prod-TasksTable", **TABLE_SCHEMA)
+    return {
+        "AWS_ENDPOINT_URL": moto_server, "AWS_DEFAULT_REGION": "us-east-1",
+        "TASKS_QUEUE_URL": sqs.create_queue(QueueName="task-queue-prod-TasksQueue")["QueueUrl"],
+        "TASKS_DLQ_URL": sqs.create_queue(QueueName="task-queue-prod-TasksDeadLetterQueue")["QueueUrl"],
+        "TASKS_TABLE_NAME": "task-queue-prod-TasksTable",
+    }
+
+
+@pytest.mark.e2e
+def test_chalice_local_on_the_prod_stage_runs_against_the_stack_as_the_readme_says(emulated_stack, tmp_path):
+    from tests.local_server import LocalServer
+
+    # With the local dispatcher off, the task waits in the stack's queue for the deployed worker.
+    quiet = LocalServer(tmp_path / "quiet", stage="prod",
+                        env={**emulated_stack, "TASKS_LOCAL_DISPATCHER": "off"})
+    (tmp_path / "quiet").mkdir()
+    quiet.start()
+    try:
+        status, accepted = quiet.call("POST", "/tasks", {"action": "uppercase", "data": {"text": "cloud"}})
+        assert status == 202, accepted
+        status, stats = quiet.call("GET", "/stats")
+        assert status == 200 and stats["queue"] == {"waiting": 1, "in_flight": 0, "dead_letter": 0}
+        assert "takes a share of its messages" not in quiet.log_path.read_text()
+    finally:
+        quiet.stop()
+    # With it on, it says that it shares the queue, and runs the task.
+    (tmp_path / "busy").mkdir()
+    busy = LocalServer(tmp_path / "busy", stage="prod", env=emulated_stack).start()
+    try:
+        done = busy.wait_until(lambda: busy.call("GET", f"/tasks/{accepted['id']}")[1]["status"] == "completed",
+                               timeout=30)
+        assert done, busy.log_path.read_text()[-3000:]
+        assert busy.call("GET", f"/tasks/{accepted['id']}")[1]["result"] == {"output": "CLOUD"}
+        assert "set TASKS_LOCAL_DISPATCHER=off to leave them to it" in busy.log_path.read_text()
+    finally:
+        busy.stop()

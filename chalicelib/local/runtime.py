@@ -107,6 +107,10 @@ def start_if_serving_locally(app: Chalice) -> None:
         _dispatcher.start()
         logs.note("local queue dispatcher started", queue=settings.queue_name,
                   batch_size=_dispatcher.batch_size, concurrency=_dispatcher.concurrency)
+        if settings.queue == "sqs":
+            logs.problem("this dispatcher long-polls an SQS queue that a deployed worker may read too, and "
+                         "takes a share of its messages; set TASKS_LOCAL_DISPATCHER=off to leave them to it",
+                         queue_url=settings.queue_url)
     for scheduler in build_schedulers(app, settings):
         scheduler.start()
         _schedulers.append(scheduler)
