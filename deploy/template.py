@@ -16,6 +16,9 @@ API_FUNCTION = "APIHandler"
 API_ROLE = "ApiHandlerRole"
 VISIBILITY_PER_TIMEOUT = 6  # AWS: queue visibility timeout at least 6x the function timeout
 AUTH_MODES = ("iam", "api_key", "none")
+# The dashboard's page and static files: public in api_key mode (they hold no
+# data; every API call the page makes still needs the key).
+DASHBOARD_ROUTES = frozenset({("/", "GET"), ("/assets/{name}", "GET")})
 # Chalice names the runtime after the local Python; Lambda no longer creates
 # python3.11 functions. The code needs only the standard library and boto3.
 LAMBDA_RUNTIME = "python3.13"
@@ -81,6 +84,8 @@ def _security(routes: Iterable[Tuple[str, str]], auth: str) -> Dict[str, Any]:
     }[auth]
     paths: Dict[str, Any] = {}
     for path, method in routes:
+        if auth == "api_key" and (path, method) in DASHBOARD_ROUTES:
+            continue  # the page asks for the key itself; without it, it could not load to ask
         paths.setdefault(path, {})[method.lower()] = {"security": [{scheme[0]: []}]}
     return {"securityDefinitions": {scheme[0]: scheme[1]}, "paths": paths}
 

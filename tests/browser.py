@@ -38,10 +38,14 @@ def chromium(user_data_dir: str):
 
 
 class StagePrefixProxy:
-    """Serves `prefix` + path by forwarding path to `upstream`, as API Gateway's stage does."""
+    """Serves `prefix` + path by forwarding path to `upstream`, as API Gateway's stage does.
+    With `api_key`, it also refuses as API Gateway does in TASKS_API_AUTH=api_key mode:
+    403 for an API call without that x-api-key; the dashboard's page and files are public."""
 
-    def __init__(self, upstream: str, prefix: str = "/api") -> None:
+    def __init__(self, upstream: str, prefix: str = "/api", api_key: str = None) -> None:
         self.prefix = prefix
+        self.refused: list = []  # (path, the key sent) of each refused request
+        self.keyed: list = []  # paths of the API calls that came with the right key
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +53,18 @@ class StagePrefixProxy:
                 if not self.path.startswith(proxy.prefix + "/"):
                     self.send_error(404)
                     return
+                path = self.path[len(proxy.prefix):]
+                if api_key is not None and path != "/" and not path.startswith("/assets/"):
+                    if self.headers.get("x-api-key") != api_key:
+                        proxy.refused.append((path, self.headers.get("x-api-key")))
+                        body = b'{"message":"Forbidden"}'
+                        self.send_response(403)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                    proxy.keyed.append(path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 request = urllib.request.Request(

@@ -245,3 +245,36 @@ def test_a_page_on_another_site_cannot_submit_or_cancel_tasks_through_the_browse
         attacker.shutdown()
         attacker.server_close()
         server.stop()
+
+
+@pytest.mark.e2e
+def test_dashboard_behind_an_api_key_asks_for_it_once_and_sends_it(tmp_path, chrome):
+    server = LocalServer(tmp_path, env={"TASKS_WORK_DELAY_MS": "0"}).start()
+    try:
+        with browser.StagePrefixProxy(server.base_url, api_key="s3cret-key") as proxy:
+            chrome.get(proxy.base_url)  # the page itself needs no key
+            wait(chrome, lambda d: by_id(d, "key-form").is_displayed())
+            assert proxy.refused and all(key is None for _, key in proxy.refused)
+
+            by_id(chrome, "api-key").send_keys("wrong")
+            by_id(chrome, "key-form").submit()
+            wait(chrome, lambda d: "refused" in by_id(d, "key-error").text)
+            by_id(chrome, "api-key").clear()
+            by_id(chrome, "api-key").send_keys("s3cret-key")
+            by_id(chrome, "key-form").submit()
+            wait(chrome, lambda d: not by_id(d, "key-form").is_displayed()
+                 and by_id(d, "count-queued").text == "0")
+
+            submit(chrome, "sum", '{"numbers": [2, 3]}')
+            task_id = submitted_id(chrome)
+            wait(chrome, lambda d: row_status(d, task_id) == "completed")
+            assert "/tasks" in proxy.keyed
+
+            # Kept for the tab: a reload asks no more.
+            refused_before = len(proxy.refused)
+            chrome.refresh()
+            wait(chrome, lambda d: row_status(d, task_id) == "completed")
+            assert not by_id(chrome, "key-form").is_displayed() and len(proxy.refused) == refused_before
+            assert chrome.execute_script("return sessionStorage.getItem('task-queue-api-key')") == "s3cret-key"
+    finally:
+        server.stop()

@@ -114,6 +114,13 @@ def test_api_key_protection_packages_and_lints(tmp_path):
     body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
     assert body["securityDefinitions"]["api_key"]["name"] == "x-api-key"
     assert {"ApiKey", "UsagePlan", "UsagePlanKey"} <= set(template["Resources"])
+    # The dashboard's page and files load without the key; every API route needs it.
+    for path, verb in packaging.app_routes():
+        security = body["paths"][path][verb.lower()].get("security")
+        if (path, verb) in (("/", "GET"), ("/assets/{name}", "GET")):
+            assert security is None, (path, verb)
+        else:
+            assert security == [{"api_key": []}], (path, verb)
 
 
 def test_the_readme_lists_exactly_the_permissions_the_template_grants(template):

@@ -15,15 +15,29 @@ const state = {
   selected: null,    // id of the task in the detail view
 };
 
+// Behind API Gateway with TASKS_API_AUTH=api_key the page loads without a key
+// and every API call needs one: asked for once, kept in sessionStorage (this tab).
+const KEY_STORAGE = "task-queue-api-key";
+
+function askForKey(message) {
+  $("key-form").hidden = false;
+  text($("key-error"), message);
+}
+
 async function api(method, path, body) {
   const options = { method, headers: {} };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = body;
   }
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  if (key) options.headers["x-api-key"] = key;
   const response = await fetch(path, options);
   let payload = null;
   try { payload = await response.json(); } catch (e) { payload = null; }
+  if (response.status === 401 || response.status === 403) {
+    askForKey(key ? "That key was refused; check it and try again." : "");
+  }
   if (!response.ok) {
     const message = (payload && (payload.error || payload.detail || payload.message)) || response.statusText;
     const error = new Error(message);
@@ -203,6 +217,16 @@ function goTo(page) {
   refresh();
 }
 
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_STORAGE, key);
+  $("api-key").value = "";
+  $("key-form").hidden = true;
+  text($("key-error"), "");
+  refresh();
+});
 $("submit-form").addEventListener("submit", submitTask);
 $("status-filter").addEventListener("change", (event) => {
   state.status = event.target.value;
