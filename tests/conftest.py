@@ -86,6 +86,23 @@ def moto_server(monkeypatch):
     server.stop()
 
 
+@pytest.fixture
+def emulated_stack(moto_server):
+    """The stack's queue, dead-letter queue and table on moto's server, named as
+    `dev.py deploy` prints them: the variables its export lines set."""
+    from chalicelib.store.dynamodb import TABLE_SCHEMA
+
+    sqs = boto3.client("sqs", endpoint_url=moto_server, region_name="us-east-1")
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1")
+    dynamodb.create_table(TableName="task-queue-prod-TasksTable", **TABLE_SCHEMA)
+    return {
+        "AWS_ENDPOINT_URL": moto_server, "AWS_DEFAULT_REGION": "us-east-1",
+        "TASKS_QUEUE_URL": sqs.create_queue(QueueName="task-queue-prod-TasksQueue")["QueueUrl"],
+        "TASKS_DLQ_URL": sqs.create_queue(QueueName="task-queue-prod-TasksDeadLetterQueue")["QueueUrl"],
+        "TASKS_TABLE_NAME": "task-queue-prod-TasksTable",
+    }
+
+
 def post_empty(client, path, content_type="application/json"):
     """POST an operation that takes no input, as the dashboard does: `{}` as JSON."""
     return client.http.post(path, body="{}", headers={"Content-Type": content_type})

@@ -278,3 +278,20 @@ def test_dashboard_behind_an_api_key_asks_for_it_once_and_sends_it(tmp_path, chr
             assert chrome.execute_script("return sessionStorage.getItem('task-queue-api-key')") == "s3cret-key"
     finally:
         server.stop()
+
+
+@pytest.mark.e2e
+def test_dashboard_for_an_iam_stage_opens_through_chalice_local_on_the_stack(tmp_path, chrome, emulated_stack):
+    # In iam mode a browser cannot sign requests: the README opens the dashboard
+    # through chalice local --stage prod, on the stack's table and queue.
+    server = LocalServer(tmp_path, stage="prod", env={**emulated_stack, "TASKS_LOCAL_DISPATCHER": "off"}).start()
+    try:
+        chrome.get(server.base_url + "/")
+        wait(chrome, lambda d: by_id(d, "count-queued").text == "0" and by_id(d, "queue-dead").text == "0")
+        submit(chrome, "uppercase", '{"text": "from the browser"}')
+        task_id = submitted_id(chrome)
+        wait(chrome, lambda d: row_status(d, task_id) == "queued" and by_id(d, "queue-waiting").text == "1")
+        assert not by_id(chrome, "key-form").is_displayed()
+        assert server.call("GET", f"/tasks/{task_id}")[1]["data"] == {"text": "from the browser"}
+    finally:
+        server.stop()

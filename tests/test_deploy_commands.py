@@ -208,22 +208,6 @@ def test_a_failed_deploy_names_the_resource_that_failed_and_why():
     assert said[-1].strip().startswith("ROLLBACK_COMPLETE")
 
 
-@pytest.fixture
-def emulated_stack(moto_server):
-    """The stack's queue, dead-letter queue and table on moto's server, named as
-    `dev.py deploy` prints them: the variables its export lines set."""
-    from chalicelib.store.dynamodb import TABLE_SCHEMA
-
-    sqs = aws("sqs", moto_server)
-    aws("dynamodb", moto_server).create_table(TableName="task-queue-prod-TasksTable", **TABLE_SCHEMA)
-    return {
-        "AWS_ENDPOINT_URL": moto_server, "AWS_DEFAULT_REGION": "us-east-1",
-        "TASKS_QUEUE_URL": sqs.create_queue(QueueName="task-queue-prod-TasksQueue")["QueueUrl"],
-        "TASKS_DLQ_URL": sqs.create_queue(QueueName="task-queue-prod-TasksDeadLetterQueue")["QueueUrl"],
-        "TASKS_TABLE_NAME": "task-queue-prod-TasksTable",
-    }
-
-
 @pytest.mark.e2e
 def test_chalice_local_on_the_prod_stage_runs_against_the_stack_as_the_readme_says(emulated_stack, tmp_path):
     from tests.local_server import LocalServer
