@@ -103,6 +103,18 @@ def parameters(template: dict, given: Dict[str, str], updating: bool) -> List[di
     return values
 
 
+def access_logs_parameter(apigateway: Any, given: Dict[str, str], say: Say) -> Dict[str, str]:
+    """`given`, with ApiAccessLogs=off where the region has no API Gateway CloudWatch
+    Logs role: an account-wide setting without which a stage with access logs fails
+    to deploy, and which one app's stack should not take over."""
+    if "ApiAccessLogs" in given or apigateway.get_account().get("cloudwatchRoleArn"):
+        return given
+    say("API access logs off: this region's API Gateway has no CloudWatch Logs role (an account "
+        "setting: `cloudwatchRoleArn` of apigateway update-account); set one and deploy with "
+        "--param ApiAccessLogs=on to turn them on")
+    return {**given, "ApiAccessLogs": "off"}
+
+
 def stack_status(cfn: Any, stack: str) -> Optional[str]:
     try:
         return cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
@@ -238,6 +250,7 @@ def deploy(stage: str, region: Optional[str], stack: str, given: Dict[str, str],
     template = with_code_at(json.loads(template_path.read_text()), bucket, key)
     deployed = out / "deployed.json"  # the template exactly as sent
     deployed.write_text(json.dumps(template, indent=2))
+    given = access_logs_parameter(aws.client("apigateway"), given, say)
     outputs = apply_change_set(cfn, stack, template_argument(s3, bucket, deployed, stack, say), given,
                                template, say, interval)
     auth = stage_config(stage).environment_variables.get("TASKS_API_AUTH", "iam")

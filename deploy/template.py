@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Tuple
 
 from chalicelib.store.dynamodb import BY_DUE, BY_STATUS, BY_TIME, TABLE_SCHEMA, TTL_ATTRIBUTE
+from deploy import operations
 
 API_FUNCTION = "APIHandler"
 API_ROLE = "ApiHandlerRole"
@@ -148,22 +149,28 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         },
         "TasksTable": {
             "Type": "AWS::DynamoDB::Table",
+            **operations.table_protection(),
             "Properties": {
                 **TABLE_SCHEMA,
                 "SSESpecification": {"SSEEnabled": True},
                 "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+                **operations.table_protection()["Properties"],
             },
         },
         "ApiLogGroup": _log_group("api"),
+        "ApiAccessLogGroup": _log_group("api-access"),
         "WorkerLogGroup": _log_group("worker"),
         "RecoveryLogGroup": _log_group("recovery"),
-        API_FUNCTION: _function("api"),
-        worker_function: _function("worker", Events={f"{worker_function}SqsEventSource": {"Properties": {
+        API_FUNCTION: _function("api", Timeout=operations.API_TIMEOUT_SECONDS,
+                                **operations.function_settings("ApiLogGroup")),
+        worker_function: _function("worker", **operations.function_settings("WorkerLogGroup"), Events={f"{worker_function}SqsEventSource": {"Properties": {
             # Same key as Chalice's Fn::Sub, so the merge replaces its value.
             "Queue": {"Fn::Sub": "${TasksQueue.Arn}"},
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
         }}}),
-        recovery_function: _function("recovery"),
+        # One recovery pass at a time: two would publish the same due tasks twice.
+        recovery_function: _function("recovery", ReservedConcurrentExecutions=1,
+                                     **operations.function_settings("RecoveryLogGroup")),
         API_ROLE: _role_policy(API_ROLE, [
             _log_statement("ApiLogGroup"),
             {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksQueue")},
@@ -192,8 +199,9 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         ]),
     }
     security = _security(routes, auth)
-    if security:
-        resources["RestAPI"] = {"Properties": {"DefinitionBody": security}}
+    resources["RestAPI"] = {"Properties": {**operations.api_stage_settings(),
+                                           **({"DefinitionBody": security} if security else {})}}
+    resources.update(operations.alarms(worker_function, api_stage))
     if auth == "api_key":
         resources.update(_api_key_resources(api_stage))
     outputs = {
@@ -203,6 +211,7 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         "ApiLogGroupName": {"Value": {"Ref": "ApiLogGroup"}},
         "WorkerLogGroupName": {"Value": {"Ref": "WorkerLogGroup"}},
         "RecoveryLogGroupName": {"Value": {"Ref": "RecoveryLogGroup"}},
+        "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
     }
     if auth == "api_key":
         outputs["ApiKeyId"] = {"Value": {"Ref": "ApiKey"}}
@@ -210,7 +219,8 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         "Parameters": {"MaxReceiveCount": {
             "Type": "Number", "Default": max_receive_count, "MinValue": 1, "MaxValue": 1000,
             "Description": "Deliveries of a message before it moves to the dead-letter queue",
-        }},
+        }, **operations.PARAMETERS},
+        "Conditions": operations.CONDITIONS,
         "Resources": resources,
         "Outputs": outputs,
     }

@@ -64,6 +64,9 @@ def test_dev_py_deploy_uploads_the_code_and_creates_a_change_set_on_motos_server
     [summary] = cfn.list_change_sets(StackName="task-queue-prod")["Summaries"]
     change_set = cfn.describe_change_set(StackName="task-queue-prod", ChangeSetName=summary["ChangeSetName"])
     assert {"ParameterKey": "MaxReceiveCount", "ParameterValue": "7"} in change_set["Parameters"]
+    # moto's API Gateway account has no CloudWatch Logs role: access logs go off, and it says so.
+    assert {"ParameterKey": "ApiAccessLogs", "ParameterValue": "off"} in change_set["Parameters"]
+    assert "API access logs off" in output
     template = json.loads((PROJECT_DIR / "build" / "prod" / "deployed.json").read_text())  # as sent
     functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
     assert len(functions) == 3
@@ -146,8 +149,9 @@ def test_the_stack_is_created_updated_and_destroyed_in_motos_cloudformation(moto
 
     said.clear()
     cloud.destroy("us-east-1", "tq", said.append, interval=0.1)
-    assert "nothing kept" in said[-1]
+    assert said[-1] == "kept (their DeletionPolicy is Retain): TasksTable; delete them yourself when done"
     assert aws("lambda", moto_server).list_functions()["Functions"] == []
+    assert len(aws("dynamodb", moto_server).list_tables()["TableNames"]) == 1  # the tasks outlive the stack
     cloud.destroy("us-east-1", "tq", said.append, interval=0.1)
     assert said[-1] == "no stack tq: nothing to remove"
 
@@ -157,9 +161,12 @@ def test_a_parameter_the_template_does_not_declare_is_refused(packaged):
 
     with pytest.raises(SystemExit) as refused:
         cloud.parameters(packaged, {"MaxRecieveCount": "7"}, updating=False)
-    assert "no parameter MaxRecieveCount in the template; it has MaxReceiveCount" in str(refused.value)
-    assert cloud.parameters(packaged, {}, updating=True) == [{"ParameterKey": "MaxReceiveCount",
-                                                              "UsePreviousValue": True}]
+    assert "no parameter MaxRecieveCount in the template; it has AlarmEmail" in str(refused.value)
+    assert "MaxReceiveCount" in str(refused.value)
+    kept = cloud.parameters(packaged, {"Tracing": "Active"}, updating=True)
+    assert {"ParameterKey": "Tracing", "ParameterValue": "Active"} in kept
+    assert {"ParameterKey": "MaxReceiveCount", "UsePreviousValue": True} in kept
+    assert len(kept) == len(packaged["Parameters"])
 
 
 def test_the_report_prints_the_endpoint_the_key_and_ready_to_paste_exports():

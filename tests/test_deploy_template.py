@@ -139,3 +139,57 @@ def test_the_readme_states_the_package_size(package_dir):
     stated = int(re.search(r"the package is about (\d+) KB", (PROJECT_DIR / "README.md").read_text()).group(1))
     actual = (package_dir / "deployment.zip").stat().st_size / 1000
     assert abs(actual - stated) <= 0.15 * actual, f"the package is {actual:.1f} KB"
+
+
+def test_alarms_go_to_a_topic_with_an_optional_email_subscription(template):
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
+    assert watched == {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+                       ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), ("AWS/ApiGateway", "5XXError")}
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    dead_letter = alarms["DeadLetterAlarm"]["Properties"]
+    assert dead_letter["Dimensions"] == [{"Name": "QueueName",
+                                          "Value": {"Fn::GetAtt": ["TasksDeadLetterQueue", "QueueName"]}}]
+    assert dead_letter["Threshold"] == 0 and dead_letter["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarms["OldestMessageAlarm"]["Properties"]["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
+    assert alarms["Api5xxAlarm"]["Properties"]["Dimensions"] == [
+        {"Name": "ApiName", "Value": template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["info"]["title"]},
+        {"Name": "Stage", "Value": "api"}]
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail" and subscription["Properties"]["Protocol"] == "email"
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
+def test_the_table_survives_a_deleted_or_replaced_stack_and_restores_to_any_second(template):
+    table = template["Resources"]["TasksTable"]
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+    assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
+
+
+@pytest.mark.parametrize("auth", ["iam", "api_key", "none"])
+def test_the_api_stage_is_throttled_in_every_auth_mode_and_logs_access(auth):
+    from deploy.template import merge_template
+
+    merge = merge_template(worker="process_tasks", worker_timeout=30, api_stage="api", auth=auth,
+                           max_receive_count=5, routes=packaging.app_routes())
+    api = merge["Resources"]["RestAPI"]["Properties"]
+    [setting] = api["MethodSettings"]
+    assert setting["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    assert setting["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurst"}
+    condition, logs, _ = api["AccessLogSetting"]["Fn::If"]
+    assert condition == "ApiAccessLogsOn" and "$context.requestId" in logs["Format"]
+    assert logs["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+
+
+def test_functions_log_json_trace_by_parameter_and_fit_api_gateways_limit(template):
+    resources = template["Resources"]
+    for function, log_group in (("APIHandler", "ApiLogGroup"), ("ProcessTasks", "WorkerLogGroup"),
+                                ("RecoverTasks", "RecoveryLogGroup")):
+        properties = resources[function]["Properties"]
+        assert properties["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": log_group}}
+        assert properties["Tracing"] == {"Ref": "Tracing"}
+    assert resources["APIHandler"]["Properties"]["Timeout"] <= 29
+    assert resources["RecoverTasks"]["Properties"]["ReservedConcurrentExecutions"] == 1
+    assert template["Parameters"]["Tracing"]["AllowedValues"] == ["Active", "PassThrough"]

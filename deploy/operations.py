@@ -1,0 +1,109 @@
+"""What running the stack takes beyond its resources: alarms, a table that
+survives mistakes, API throttling and access logs, and Lambda settings.
+
+Merged by deploy/template.py into the stack. Every figure a team may want to
+change is a stack parameter.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+API_NAME = "task-queue"  # the title of the OpenAPI body Chalice writes: API Gateway's name for the API
+API_TIMEOUT_SECONDS = 29  # API Gateway cuts a request at 29 s; the function never outlives it
+
+PARAMETERS: Dict[str, Any] = {
+    "AlarmEmail": {"Type": "String", "Default": "",
+                   "Description": "An address subscribed to the alarms' topic (empty: none)"},
+    "OldestMessageAgeAlarmSeconds": {"Type": "Number", "Default": 900, "MinValue": 60,
+                                     "Description": "Alarm when the oldest queued message is older than this"},
+    "ApiThrottleRate": {"Type": "Number", "Default": 100, "MinValue": 1,
+                        "Description": "Steady requests a second the API stage allows, in every auth mode"},
+    "ApiThrottleBurst": {"Type": "Number", "Default": 200, "MinValue": 1,
+                         "Description": "Requests the API stage allows in a burst"},
+    "Tracing": {"Type": "String", "Default": "PassThrough", "AllowedValues": ["Active", "PassThrough"],
+                "Description": "X-Ray tracing of the functions"},
+    "ApiAccessLogs": {"Type": "String", "Default": "on", "AllowedValues": ["on", "off"],
+                      "Description": "Access logs of the API stage; they need the region's API Gateway "
+                                     "CloudWatch Logs role (an account setting)"},
+}
+
+CONDITIONS = {
+    "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
+    "ApiAccessLogsOn": {"Fn::Equals": [{"Ref": "ApiAccessLogs"}, "on"]},
+}
+
+
+def _alarm(description: str, namespace: str, metric: str, dimensions: Dict[str, Any], statistic: str,
+           threshold: Any, comparison: str = "GreaterThanThreshold", period: int = 60) -> dict:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "Namespace": namespace, "MetricName": metric,
+            "Dimensions": [{"Name": name, "Value": value} for name, value in dimensions.items()],
+            "Statistic": statistic, "Period": period, "EvaluationPeriods": 1,
+            "Threshold": threshold, "ComparisonOperator": comparison,
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": "AlarmTopic"}], "OKActions": [{"Ref": "AlarmTopic"}],
+        },
+    }
+
+
+def alarms(worker_function: str, api_stage: str) -> Dict[str, Any]:
+    queue_name = {"Fn::GetAtt": ["TasksQueue", "QueueName"]}
+    return {
+        "AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {"KmsMasterKeyId": "alias/aws/sns"}},
+        "AlarmEmailSubscription": {
+            "Type": "AWS::SNS::Subscription", "Condition": "HasAlarmEmail",
+            "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
+                           "Endpoint": {"Ref": "AlarmEmail"}},
+        },
+        "DeadLetterAlarm": _alarm(
+            "A message reached the dead-letter queue: a task failed all its attempts",
+            "AWS/SQS", "ApproximateNumberOfMessagesVisible",
+            {"QueueName": {"Fn::GetAtt": ["TasksDeadLetterQueue", "QueueName"]}}, "Maximum", 0),
+        "OldestMessageAlarm": _alarm(
+            "The oldest queued message waits longer than OldestMessageAgeAlarmSeconds",
+            "AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": queue_name}, "Maximum",
+            {"Ref": "OldestMessageAgeAlarmSeconds"}),
+        "WorkerErrorsAlarm": _alarm(
+            "The worker function failed", "AWS/Lambda", "Errors",
+            {"FunctionName": {"Ref": worker_function}}, "Sum", 0, period=300),
+        "WorkerThrottlesAlarm": _alarm(
+            "The worker function was throttled", "AWS/Lambda", "Throttles",
+            {"FunctionName": {"Ref": worker_function}}, "Sum", 0, period=300),
+        "Api5xxAlarm": _alarm(
+            "The API answered 5xx", "AWS/ApiGateway", "5XXError",
+            {"ApiName": API_NAME, "Stage": api_stage}, "Sum", 0, period=300),
+    }
+
+
+def table_protection() -> Dict[str, Any]:
+    """Kept through a stack's deletion or replacement, and restorable to any second
+    of the last 35 days."""
+    return {
+        "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+        "Properties": {"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}},
+    }
+
+
+def api_stage_settings() -> Dict[str, Any]:
+    access_format = ('{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
+                     '"method":"$context.httpMethod","path":"$context.resourcePath",'
+                     '"status":"$context.status","latencyMs":"$context.responseLatency",'
+                     '"bytes":"$context.responseLength"}')
+    return {
+        "MethodSettings": [{"ResourcePath": "/*", "HttpMethod": "*",
+                            "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+                            "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}}],
+        "AccessLogSetting": {"Fn::If": ["ApiAccessLogsOn", {
+            "DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}, "Format": access_format,
+        }, {"Ref": "AWS::NoValue"}]},
+    }
+
+
+def function_settings(log_group: str) -> Dict[str, Any]:
+    """JSON logs (one object a line, the level and request id as fields) into the
+    function's own log group, and tracing as the stack parameter says."""
+    return {"LoggingConfig": {"LogFormat": "JSON", "LogGroup": {"Ref": log_group}},
+            "Tracing": {"Ref": "Tracing"}}
