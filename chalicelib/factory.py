@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from datetime import timedelta
 from typing import Optional
 
 from chalicelib import settings as settings_module
@@ -57,7 +58,8 @@ def store(settings: Settings) -> TaskStore:
         from chalicelib.store.sqlite import SqliteTaskStore
         return SqliteTaskStore(tasks_db(settings))
     from chalicelib.store.dynamodb import DynamoTaskStore
-    return DynamoTaskStore(aws_client("dynamodb", "request"), settings.table_name)
+    return DynamoTaskStore(aws_client("dynamodb", "request"), settings.table_name,
+                           retention=timedelta(days=settings.retention_days))
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,7 +121,8 @@ def recovery(settings: Optional[Settings] = None):
     from chalicelib.recovery import Recovery
 
     settings = settings or current_settings()
-    return Recovery(store(settings), queue(settings), stale_after_seconds=settings.stale_after_seconds)
+    return Recovery(store(settings), queue(settings), stale_after_seconds=settings.stale_after_seconds,
+                    retention_days=settings.retention_days)
 
 
 def worker(settings: Optional[Settings] = None) -> Worker:

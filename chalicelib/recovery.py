@@ -6,6 +6,9 @@ happened, or the message was lost); running, when its worker's lease ran out
 (the worker died). Recovery queues it again and publishes a fresh message.
 A duplicate message is harmless: the attempt number lets only one run record
 an outcome, and a message for a final task is dropped.
+
+It also removes finished tasks past their retention, in bounded batches of
+one short transaction each, where the store does not expire them itself.
 """
 from __future__ import annotations
 
@@ -20,15 +23,20 @@ from chalicelib.tasks import Status, utcnow
 
 class Recovery:
     def __init__(self, store: TaskStore, queue: TaskQueue, stale_after_seconds: float = 900.0,
-                 batch: int = 100) -> None:
+                 batch: int = 100, retention_days: float = 30.0, purge_batch: int = 500,
+                 purge_batches: int = 20) -> None:
         self._store = store
         self._queue = queue
         self._stale_after = timedelta(seconds=stale_after_seconds)
         self._batch = batch
+        self._retention = timedelta(days=retention_days)
+        self._purge_batch = purge_batch
+        self._purge_batches = purge_batches  # a run deletes at most this many batches; the next goes on
 
     def run(self) -> Dict[str, int]:
-        """One pass; how many tasks it re-published, by the status they were in."""
-        counts = {"queued": 0, "running": 0, "publish_failed": 0}
+        """One pass; how many tasks it re-published, by the status they were in, and
+        how many finished tasks it purged."""
+        counts = {"queued": 0, "running": 0, "publish_failed": 0, "purged": 0}
         now = utcnow()
         for task in self._store.due(now, self._batch):
             if task.status is Status.RUNNING:
@@ -50,4 +58,9 @@ class Recovery:
             counts[task.status.value] += 1
             logs.state_change(requeued, reason=reason)
         self._store.purge_expired_keys(now)
+        for _ in range(self._purge_batches):
+            purged = self._store.purge_finished(now - self._retention, self._purge_batch)
+            counts["purged"] += purged
+            if purged < self._purge_batch:
+                break
         return counts

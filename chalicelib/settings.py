@@ -44,6 +44,7 @@ class Settings:
     recovery_interval_seconds: Optional[float] = None
     idempotency_ttl_seconds: float = 86_400.0
     allowed_hosts: tuple = ()
+    retention_days: float = 30.0
 
     @property
     def queue_file(self) -> str:
@@ -75,6 +76,7 @@ _VARIABLES = {
     "TASKS_STALE_AFTER_S": ("stale_after_seconds", float),
     "TASKS_RECOVERY_INTERVAL_S": ("recovery_interval_seconds", float),
     "TASKS_IDEMPOTENCY_TTL_S": ("idempotency_ttl_seconds", float),
+    "TASKS_RETENTION_DAYS": ("retention_days", float),
     "TASKS_ALLOWED_HOSTS": ("allowed_hosts", lambda v: tuple(h.strip() for h in v.split(",") if h.strip())),
 }
 
@@ -135,6 +137,11 @@ def _check_combination(settings: Settings) -> None:
             f"TASKS_MAX_ATTEMPTS ({settings.max_attempts}) must be less than TASKS_MAX_RECEIVE_COUNT "
             f"({settings.max_receive_count}), or the queue dead-letters a message before the worker "
             "gives up on its task; raise TASKS_MAX_RECEIVE_COUNT (and the queue's maxReceiveCount)")
+    if settings.retention_days * 86_400 < settings.idempotency_ttl_seconds:
+        raise ConfigurationError(
+            f"TASKS_RETENTION_DAYS ({settings.retention_days:g}) must keep finished tasks at least as long as "
+            f"TASKS_IDEMPOTENCY_TTL_S ({settings.idempotency_ttl_seconds:g} s) keeps their keys, or a repeat "
+            "of a request could make its task again")
     if settings.queue == "sqs" and not settings.dead_letter_queue_url:
         raise ConfigurationError(
             "TASKS_QUEUE=sqs needs TASKS_DLQ_URL, the dead-letter queue's URL, or a task's message is "

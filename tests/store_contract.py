@@ -219,3 +219,20 @@ class StoreContract:
         assert store.count_by_status() == {"queued": 2, "completed": 1}
         assert store.oldest(Status.QUEUED).id == first.id
         assert store.oldest(Status.FAILED) is None
+
+    def test_finished_tasks_past_their_retention_are_gone_from_reads(self, store):
+        # The stores are built with 30 days' retention.
+        old, recent, retried = make_task(), make_task(offset_us=1), make_task(offset_us=2)
+        long_ago = utcnow() - timedelta(days=31)
+        finished = {old.id: long_ago, recent.id: utcnow(), retried.id: utcnow() - timedelta(days=29)}
+        for task in (old, recent, retried):
+            store.insert(task)
+            claimed = store.claim(task.id, long_ago)
+            store.finish(task.id, claimed.attempts, Status.FAILED, finished[task.id], error="bad")
+        store.retry(store.get(retried.id), utcnow())  # queued again: no longer finished, nor expiring
+        store.purge_finished(utcnow() - timedelta(days=30), 100)
+        assert store.get(old.id) is None
+        assert store.get(recent.id).status is Status.FAILED
+        assert store.get(retried.id).status is Status.QUEUED
+        assert {task.id for task in store.list().tasks} == {recent.id, retried.id}
+        assert [task.id for task in store.list(Status.FAILED).tasks] == [recent.id]

@@ -206,7 +206,7 @@ def test_recovery_publishes_a_queued_task_whose_message_was_never_sent(client, c
     store.insert(orphan)  # as if the process died between the insert and the publish
     result = client.lambda_.invoke("recover_tasks", client.events.generate_cw_event(
         source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])).payload
-    assert result == {"queued": 1, "running": 0, "publish_failed": 0}
+    assert result == {"queued": 1, "running": 0, "publish_failed": 0, "purged": 0}
     build_dispatcher(chalice_app).drain()
     assert task_of(client, orphan.id)["result"] == {"output": "LOST"}
 
@@ -220,7 +220,7 @@ def test_recovery_requeues_a_task_whose_worker_died(client, chalice_app, monkeyp
     store.claim(task_id, utcnow() - timedelta(seconds=10), lease_until=utcnow() - timedelta(seconds=1))
     # ... and died: its lease is over, its message still hidden for 30 s.
     [scheduler] = build_schedulers(chalice_app)
-    assert scheduler.run_once() == {"queued": 0, "running": 1, "publish_failed": 0}
+    assert scheduler.run_once() == {"queued": 0, "running": 1, "publish_failed": 0, "purged": 0}
     task = task_of(client, task_id)
     assert task["status"] == "queued" and "lease expired" in task["error"]
     build_dispatcher(chalice_app).drain()
@@ -232,7 +232,7 @@ def test_recovery_requeues_a_task_whose_worker_died(client, chalice_app, monkeyp
 def test_nothing_due_means_nothing_republished(client, chalice_app):
     submit(client, {"action": "sum"})
     [scheduler] = build_schedulers(chalice_app)
-    assert scheduler.run_once() == {"queued": 0, "running": 0, "publish_failed": 0}
+    assert scheduler.run_once() == {"queued": 0, "running": 0, "publish_failed": 0, "purged": 0}
     assert queue_depths() == (1, 0)
 
 
@@ -342,3 +342,33 @@ def test_concurrent_insert_with_the_same_key_returns_the_winners_task(client, mo
     assert second.status_code == 202 and json.loads(second.body) == first
     assert second.headers["Idempotent-Replayed"] == "true"
     assert queue_depths() == (1, 0)
+
+
+def test_the_scheduled_function_purges_finished_tasks_past_retention_in_bounded_batches(client, chalice_app):
+    from chalicelib.recovery import Recovery
+    from chalicelib.tasks import Status
+
+    settings = factory.current_settings()
+    store = factory.store(settings)
+    long_ago = utcnow() - timedelta(days=31)
+    old = [Task.new("sum", {}, now=long_ago) for _ in range(25)]
+    for task in old:
+        store.insert(task)
+        store.finish(task.id, store.claim(task.id, long_ago).attempts, Status.COMPLETED, long_ago)
+    kept = submit(client, {"action": "sum"})
+    calls = []
+    real_purge = store.purge_finished
+
+    def counted(before, limit):
+        calls.append(limit)
+        return real_purge(before, limit)
+
+    store.purge_finished = counted
+    recovery = Recovery(store, factory.queue(settings), retention_days=30, purge_batch=10, purge_batches=2)
+    assert recovery.run()["purged"] == 20 and calls == [10, 10]  # at most two batches a run
+    assert recovery.run()["purged"] == 5  # the next run goes on
+    assert [task["id"] for task in json.loads(client.http.get("/tasks").body)["tasks"]] == [kept]
+    # The deployed function's own pass, with the default batches.
+    payload = client.lambda_.invoke("recover_tasks", client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])).payload
+    assert payload["purged"] == 0

@@ -32,3 +32,23 @@ def test_listing_never_scans(store, dynamodb, monkeypatch):
 
     monkeypatch.setattr(dynamodb, "scan", no_scan)
     assert len(store.list(limit=2).tasks) == 2
+
+
+def test_a_final_task_expires_through_ttl_and_a_retried_one_no_longer_does(store, dynamodb):
+    from datetime import timedelta
+
+    from chalicelib.tasks import Status, utcnow
+
+    task = make_task()
+    store.insert(task)
+    claimed = store.claim(task.id, utcnow())
+    finished = utcnow()
+    store.finish(task.id, claimed.attempts, Status.FAILED, finished, error="bad")
+
+    def expiry():
+        item = dynamodb.get_item(TableName="tasks", Key={"id": {"S": task.id}})["Item"]
+        return int(item["expires_at"]["N"]) if "expires_at" in item else None
+
+    assert expiry() == int((finished + timedelta(days=30)).timestamp())
+    store.retry(store.get(task.id), utcnow())
+    assert expiry() is None

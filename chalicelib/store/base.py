@@ -133,6 +133,11 @@ class TaskStore(ABC):
         """The earliest created task in `status`, or None."""
 
     @abstractmethod
+    def purge_finished(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` final tasks that finished at or before `before`, in one
+        short transaction; how many (a store whose own expiry deletes them does nothing)."""
+
+    @abstractmethod
     def purge_expired_keys(self, now: datetime) -> int:
         """Delete expired Idempotency-Key records (a store with its own expiry does nothing)."""
 

@@ -13,7 +13,7 @@ final state. JSON fields are stored as strings: DynamoDB has no float type.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -110,6 +110,12 @@ def _decode_item(item: dict) -> Task:
     )
 
 
+def _expired(item: dict) -> bool:
+    """Past its retention: DynamoDB's TTL deletes such items within days, and reads
+    must not see them meanwhile."""
+    return TTL_ATTRIBUTE in item and int(item[TTL_ATTRIBUTE]["N"]) <= int(datetime.now(timezone.utc).timestamp())
+
+
 def _failed(operation: str, exc: Exception) -> StoreError:
     return StoreError(f"DynamoDB {operation} failed: {exc}")
 
@@ -125,9 +131,10 @@ class DynamoTaskStore(TaskStore):
     max_body_bytes = 160 * 1024
     max_task_bytes = 380_000
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: Any, table_name: str, retention: timedelta = timedelta(days=30)) -> None:
         self._client = client
         self._table = table_name
+        self._retention = retention
 
     def insert(self, task: Task) -> None:
         item = {
@@ -158,7 +165,7 @@ class DynamoTaskStore(TaskStore):
                                          ConsistentRead=True).get("Item")
         except (BotoCoreError, ClientError) as exc:
             raise _failed("GetItem", exc) from exc
-        return _decode_item(item) if item else None
+        return _decode_item(item) if item and not _expired(item) else None
 
     def _remove(self, task_id: str, frm: frozenset) -> Optional[Task]:
         values = {f":from{number}": {"S": status.value}
@@ -188,12 +195,15 @@ class DynamoTaskStore(TaskStore):
         if after is not None:
             condition += " AND sort_key < :after"
             values[":after"] = {"S": sort_key(*after)}
+        values[":now"] = {"N": str(int(datetime.now(timezone.utc).timestamp()))}
         request = {
             "TableName": self._table, "IndexName": index, "KeyConditionExpression": condition,
+            "FilterExpression": "attribute_not_exists(#exp) OR #exp > :now",  # TTL deletes lag
             "ExpressionAttributeValues": values, "ScanIndexForward": False,
+            "ExpressionAttributeNames": {"#exp": TTL_ATTRIBUTE},
         }
         if status is not None:
-            request["ExpressionAttributeNames"] = {"#status": "status"}
+            request["ExpressionAttributeNames"]["#status"] = "status"
         tasks = []
         try:
             while len(tasks) < limit:
@@ -304,6 +314,9 @@ class DynamoTaskStore(TaskStore):
     def purge_expired_keys(self, now: datetime) -> int:
         return 0  # DynamoDB's TTL deletes them; remember_key ignores expired ones meanwhile
 
+    def purge_finished(self, before: datetime, limit: int) -> int:
+        return 0  # DynamoDB's TTL deletes them (expires_at, set when a task becomes final); reads skip them
+
     def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts, returning=True):
         names = {"#status": "status"}
         values = {":to": {"S": to.value}}
@@ -323,6 +336,15 @@ class DynamoTaskStore(TaskStore):
                 sets.append(f"#{name} = :{name}")
                 values[f":{name}"] = _encode(name, value)
             names[f"#{name}"] = name
+        # Retention: a final task expires `retention` after it finished; one queued
+        # again (an operator's retry) no longer does.
+        names["#exp"] = TTL_ATTRIBUTE
+        if to.is_final:
+            sets.append("#exp = :exp")
+            finished = fields.get("finished_at") or datetime.now(timezone.utc)
+            values[":exp"] = {"N": str(int((finished + self._retention).timestamp()))}
+        else:
+            removes.append("#exp")
         if increment_attempts:
             sets.append("attempts = attempts + :one")
             values[":one"] = {"N": "1"}

@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 from chalicelib.sqlite_db import Database
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
-from chalicelib.tasks import Status, Task, from_micros, to_micros
+from chalicelib.tasks import FINAL, Status, Task, from_micros, to_micros
 
 T = TypeVar("T")
 
@@ -51,6 +51,10 @@ MIGRATIONS = (
     (3, (
         "ALTER TABLE tasks ADD COLUMN series_start INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE tasks ADD COLUMN idempotency_key TEXT",
+    )),
+    # Version 4: finished tasks by finishing time, for retention.
+    (4, (
+        "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL",
     )),
 )
 
@@ -207,6 +211,14 @@ class SqliteTaskStore(TaskStore):
     @_reaches_sqlite
     def forget_key(self, key: str, task_id: str) -> None:
         self._db.execute("DELETE FROM idempotency_keys WHERE key = ? AND task_id = ?", (key, task_id))
+
+    @_reaches_sqlite
+    def purge_finished(self, before: datetime, limit: int) -> int:
+        finals = sorted(status.value for status in FINAL)
+        return self._db.execute(
+            "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE finished_at IS NOT NULL "
+            f"AND finished_at <= ? AND status IN ({', '.join('?' * len(finals))}) ORDER BY finished_at LIMIT ?)",
+            (to_micros(before), *finals, limit))
 
     @_reaches_sqlite
     def purge_expired_keys(self, now: datetime) -> int:
