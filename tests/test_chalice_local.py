@@ -1,6 +1,8 @@
 """The real `chalice local` process runs the whole flow: POST -> queue -> worker -> SQLite -> GET."""
 import json
+import os
 import shutil
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -69,12 +71,16 @@ def test_autoreload_worker_process_runs_the_queue_too(tmp_path):
 
 
 def copy_project(target):
-    """The app as a user's project holds it, in a folder of its own."""
+    """The app as a user's project holds it, in a folder of its own, with a virtual
+    environment inside it whose interpreter links outside the project."""
     ignore = shutil.ignore_patterns("__pycache__")
     target.mkdir()
     shutil.copy(PROJECT_DIR / "app.py", target / "app.py")
-    for folder in ("chalicelib", ".chalice"):
+    for folder in ("chalicelib", ".chalice", "tests"):
         shutil.copytree(PROJECT_DIR / folder, target / folder, ignore=ignore)
+    (target / ".venv" / "bin").mkdir(parents=True)
+    os.symlink(os.path.realpath(sys.executable), target / ".venv" / "bin" / "python")
+    (target / ".venv" / "pyvenv.cfg").write_text("home = /usr\n")
     return target
 
 

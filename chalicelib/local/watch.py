@@ -26,15 +26,17 @@ class Ignored:
     wherever they are."""
 
     def __init__(self, project_dir: str, database_files: Iterable[str] = ()) -> None:
-        self._root = os.path.realpath(project_dir)
+        self._root = os.path.abspath(project_dir)
         self._databases = {os.path.realpath(path) + suffix for path in database_files
                            for suffix in ("", "-wal", "-shm", "-journal")}
 
     def __call__(self, path: str) -> bool:
-        real = os.path.realpath(path)
-        if real in self._databases or real.endswith(GENERATED_SUFFIXES):
+        # Where the path sits in the project decides, not where a link points:
+        # .venv/bin/python links outside the project and is still under .venv.
+        where = os.path.abspath(path)
+        if where.endswith(GENERATED_SUFFIXES) or os.path.realpath(path) in self._databases:
             return True
-        relative = os.path.relpath(real, self._root)
+        relative = os.path.relpath(where, self._root)
         if relative.startswith(os.pardir):
             return False
         parts = relative.split(os.sep)
