@@ -1,6 +1,6 @@
 from chalice import Chalice, NotFoundError, Rate, Response
 
-from chalicelib import cli, dashboard, factory, http_errors, openapi
+from chalicelib import cli, correlation, dashboard, factory, http_errors, openapi
 from chalicelib.local import runtime
 from chalicelib.validation import (media_type_problem, parse_idempotency_key, parse_list_query,
                                    parse_new_task, parse_no_input)
@@ -15,11 +15,17 @@ MAXIMUM_CONCURRENCY = 2
 
 @app.middleware("http")
 def http_edges(event, get_response):
-    # Only where the route takes the method: any other method is Chalice's 405.
-    routed = event.method in app.routes.get(event.path, {})
-    problem = media_type_problem(event.method, event.headers) if routed else None
-    response = http_errors.problem(415, problem) if problem else http_errors.as_problem(get_response(event))
+    request_id = correlation.request_id_of(event.context, event.headers)
+    token = correlation.current.set(request_id)
+    try:
+        # Only where the route takes the method: any other method is Chalice's 405.
+        routed = event.method in app.routes.get(event.path, {})
+        problem = media_type_problem(event.method, event.headers) if routed else None
+        response = http_errors.problem(415, problem) if problem else http_errors.as_problem(get_response(event))
+    finally:
+        correlation.current.reset(token)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers[correlation.HEADER] = request_id
     return response
 
 
@@ -37,7 +43,7 @@ def create_task():
     service = factory.service()
     new = parse_new_task(request.raw_body, service.max_body_bytes)
     key = parse_idempotency_key(request.headers)
-    submission = service.submit(new, idempotency_key=key)
+    submission = service.submit(new, idempotency_key=key, request_id=correlation.current.get())
     return accepted(submission.task, submission.replayed)
 
 

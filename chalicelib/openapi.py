@@ -39,7 +39,9 @@ _NO_INPUT = {"required": True, "content": {_JSON: {
     "schema": {"type": "object", "maxProperties": 0}, "examples": {"empty": {"value": {}}}}}}
 _TASK_ID = {"name": "task_id", "in": "path", "required": True,
             "schema": {"type": "string"}, "description": "The task's id (a UUID)"}
-_LOCATION = {"Location": {"schema": {"type": "string"}, "description": "/tasks/<id>"}}
+_LOCATION = {"Location": {"schema": {"type": "string"}, "description": "/tasks/<id>"},
+             "X-Request-Id": {"schema": {"type": "string"},
+                              "description": "The request's id, kept with the task and in every log line about it"}}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _TASK_LINKS = {
     name: {"operationId": operation, "parameters": {"task_id": "$response.body#/id"}}
@@ -206,7 +208,7 @@ def _document() -> dict:
             "Task": {
                 "type": "object",
                 "required": ["id", "action", "data", "status", "result", "error", "attempts",
-                             "created_at", "started_at", "finished_at"],
+                             "created_at", "started_at", "finished_at", "request_id"],
                 "properties": {
                     "id": {"type": "string", "format": "uuid"},
                     "action": {"type": "string"},
@@ -218,6 +220,8 @@ def _document() -> dict:
                     "created_at": {"type": "string", "format": "date-time"},
                     "started_at": _TIME,
                     "finished_at": _TIME,
+                    "request_id": {"type": ["string", "null"],
+                                   "description": "The id of the request that made the task"},
                 },
             },
             "TaskList": {

@@ -53,7 +53,7 @@ class Recovery:
                 self._queue.publish_task(task.id)
             except PublishError as exc:
                 counts["publish_failed"] += 1  # still queued and due again later
-                logs.problem("recovery could not publish", task_id=task.id, error=str(exc))
+                logs.problem("recovery could not publish", task=task, error=str(exc))
                 continue
             counts[task.status.value] += 1
             logs.state_change(requeued, reason=reason)

@@ -50,7 +50,8 @@ class TaskService:
         self._stale_after = timedelta(seconds=stale_after_seconds)
         self._key_ttl = timedelta(seconds=idempotency_ttl_seconds)
 
-    def submit(self, new: NewTask, idempotency_key: Optional[str] = None) -> Submission:
+    def submit(self, new: NewTask, idempotency_key: Optional[str] = None,
+               request_id: Optional[str] = None) -> Submission:
         """Store the task and publish its message; a 202 for it is never withdrawn.
 
         With an Idempotency-Key, a repeat of the same request returns the first task.
@@ -60,7 +61,7 @@ class TaskService:
         """
         now = utcnow()
         task = Task.new(new.action, new.data, now=now, due_at=now + self._stale_after,
-                        idempotency_key=idempotency_key)
+                        idempotency_key=idempotency_key, request_id=request_id)
         if idempotency_key is not None:
             task_id, earlier = self._claim_key(idempotency_key, fingerprint(new), task)
             if earlier is not None:
@@ -91,14 +92,14 @@ class TaskService:
     def _unpublished(self, task: Task, exc: PublishError) -> QueueUnavailable:
         if task.idempotency_key is None:
             self._store.withdraw(task.id)  # where the insert was committed on its own
-            logs.problem("publish failed; task withdrawn", task_id=task.id, error=str(exc))
+            logs.problem("publish failed; task withdrawn", task=task, error=str(exc))
             return QueueUnavailable("the task queue is unavailable; nothing was stored, try again shortly")
         kept = self._store.requeue(task.id, 0, utcnow(), frm=(Status.QUEUED,))
         if kept is None:  # nothing was stored (task and message commit together)
-            logs.problem("publish failed; nothing stored", task_id=task.id, error=str(exc))
+            logs.problem("publish failed; nothing stored", task=task, error=str(exc))
             return QueueUnavailable("the task queue is unavailable; nothing was stored, "
                                     "try again shortly with the same Idempotency-Key")
-        logs.problem("publish failed; task kept for recovery to publish", task_id=task.id, error=str(exc))
+        logs.problem("publish failed; task kept for recovery to publish", task=task, error=str(exc))
         return QueueUnavailable(f"the task queue is unavailable; the task is stored as {task.id} and will "
                                 "be queued when the queue is back: send the same request with the same "
                                 "Idempotency-Key to get it")
@@ -171,7 +172,7 @@ class TaskService:
             self._queue.publish_task(task.id)
         except PublishError as exc:
             # Queued with a due time: recovery publishes it once the queue is back.
-            logs.problem("publish failed on retry; recovery will publish", task_id=task.id, error=str(exc))
+            logs.problem("publish failed on retry; recovery will publish", task=task, error=str(exc))
         logs.state_change(queued, reason="retry requested")
         return queued
 
@@ -195,4 +196,4 @@ class TaskService:
                                                        if task.status is Status.QUEUED else ""))
         if self._store.delete(task.id) is None:
             raise WrongState("the task changed while deleting it; fetch it and try again")
-        logs.note("task deleted", task_id=task.id, status=task.status.value)
+        logs.note("task deleted", task=task, status=task.status.value)

@@ -99,11 +99,13 @@ class Task:
     # The Idempotency-Key the task was submitted with, so that deleting the task
     # deletes the key's record too.
     idempotency_key: Optional[str] = None
+    # The id of the request that made it, carried by every log line about it.
+    request_id: Optional[str] = None
 
     @classmethod
     def new(cls, action: str, data: dict, now: Optional[datetime] = None,
             due_at: Optional[datetime] = None, task_id: Optional[str] = None,
-            idempotency_key: Optional[str] = None) -> "Task":
+            idempotency_key: Optional[str] = None, request_id: Optional[str] = None) -> "Task":
         now = now or utcnow()
         return cls(
             id=task_id or str(uuid.uuid4()),
@@ -113,6 +115,7 @@ class Task:
             created_at=now,
             due_at=due_at,
             idempotency_key=idempotency_key,
+            request_id=request_id,
         )
 
     @property
@@ -136,6 +139,7 @@ class Task:
             "created_at": format_time(self.created_at),
             "started_at": format_time(self.started_at),
             "finished_at": format_time(self.finished_at),
+            "request_id": self.request_id,
         }
 
 

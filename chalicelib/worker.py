@@ -161,7 +161,7 @@ class Worker:
             duration_ms = (time.perf_counter() - started) * 1000
             return lambda: logs.state_change(task.moved_to(outcome, error=error), duration_ms=duration_ms)
         return lambda: logs.note("a newer attempt owns this task; outcome discarded",
-                                 task_id=task.id, attempt=task.attempts)
+                                 task=task, attempt=task.attempts)
 
     def _schedule_retry(self, task: Task, receipt_handle: str, error: str):
         """_RETRY once the task is queued again and its message hidden for the backoff;
@@ -178,4 +178,4 @@ class Worker:
     def _give_up(self, task: Task, receipt_handle: str, body: str, error: str) -> None:
         self._record(task, Status.FAILED, time.perf_counter(), error=error)()
         self._queue.dead_letter(receipt_handle, body)
-        logs.note("message moved to the dead-letter queue", task_id=task.id, attempts=task.attempts)
+        logs.note("message moved to the dead-letter queue", task=task, attempts=task.attempts)

@@ -76,11 +76,13 @@ def test_uppercase_of_non_string_fails_the_task(client, chalice_app):
 
 
 def test_task_fields_are_json_values_and_rfc3339_times(client, chalice_app):
-    task_id = json.loads(post_task(client, {"action": "sum", "data": {"numbers": [2, 3]}}).body)["id"]
+    accepted = post_task(client, {"action": "sum", "data": {"numbers": [2, 3]}})
+    task_id = json.loads(accepted.body)["id"]
     drain(chalice_app)
     task = json.loads(client.http.get(f"/tasks/{task_id}").body)
     assert set(task) == {"id", "action", "data", "status", "result", "error", "attempts",
-                         "created_at", "started_at", "finished_at"}
+                         "created_at", "started_at", "finished_at", "request_id"}
+    assert task["request_id"] == accepted.headers["X-Request-Id"]
     assert task["data"] == {"numbers": [2, 3]}
     for name in ("created_at", "started_at", "finished_at"):
         assert task[name].endswith("Z") and "." in task[name]

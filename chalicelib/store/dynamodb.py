@@ -107,6 +107,7 @@ def _decode_item(item: dict) -> Task:
         due_at=from_micros(number("due_at")),
         series_start=number("series_start") or 0,
         idempotency_key=item["idempotency_key"]["S"] if "idempotency_key" in item else None,
+        request_id=item["request_id"]["S"] if "request_id" in item else None,
     )
 
 
@@ -142,7 +143,7 @@ class DynamoTaskStore(TaskStore):
             for name in ("id", "action", "data", "status", "attempts", "created_at")
         }
         for name in ("result", "error", "started_at", "finished_at", "due_at", "series_start",
-                     "idempotency_key"):
+                     "idempotency_key", "request_id"):
             if getattr(task, name) is not None:
                 item[name] = _encode(name, getattr(task, name))
         if task.due_at is not None:

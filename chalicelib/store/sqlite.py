@@ -56,10 +56,14 @@ MIGRATIONS = (
     (4, (
         "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL",
     )),
+    # Version 5: the id of the request that made the task.
+    (5, (
+        "ALTER TABLE tasks ADD COLUMN request_id TEXT",
+    )),
 )
 
 _COLUMNS = ("id, action, data, status, result, error, attempts, created_at, started_at, finished_at, due_at, "
-            "series_start, idempotency_key")
+            "series_start, idempotency_key, request_id")
 _TIME_FIELDS = ("started_at", "finished_at", "due_at")
 _JSON_FIELDS = ("result",)
 
@@ -79,6 +83,7 @@ def _row_to_task(row: tuple) -> Task:
         due_at=from_micros(row[10]),
         series_start=row[11],
         idempotency_key=row[12],
+        request_id=row[13],
     )
 
 
@@ -121,13 +126,13 @@ class SqliteTaskStore(TaskStore):
 
     def _insert(self, task: Task) -> None:
         self._db.execute(
-            f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
             (
                 task.id, task.action, json.dumps(task.data), task.status.value,
                 _column_value("result", task.result), task.error, task.attempts,
                 to_micros(task.created_at), _column_value("started_at", task.started_at),
                 _column_value("finished_at", task.finished_at), _column_value("due_at", task.due_at),
-                task.series_start, task.idempotency_key,
+                task.series_start, task.idempotency_key, task.request_id,
             ),
         )
 
