@@ -135,7 +135,19 @@ def worker(settings: Optional[Settings] = None) -> Worker:
         retry=RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
         lease_seconds=settings.lease_seconds,
         stale_after_seconds=settings.stale_after_seconds,
+        metrics=metrics(settings),
     )
+
+
+def metrics(settings: Settings):
+    """EMF lines where CloudWatch reads them (inside Lambda, or TASKS_METRICS=emf)."""
+    from chalicelib import actions
+    from chalicelib.metrics import Emf, NoMetrics
+
+    inside_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    if settings.metrics == "emf" or (settings.metrics is None and inside_lambda):
+        return Emf(actions.ACTIONS)
+    return NoMetrics()
 
 
 def reset() -> None:

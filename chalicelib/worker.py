@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Callable, Iterable, List, Tuple
 
 from chalicelib import actions, logs
+from chalicelib.metrics import NoMetrics
 from chalicelib.queue import TaskQueue
 from chalicelib.queue.base import task_id_of
 from chalicelib.store import TaskStore
@@ -44,7 +45,7 @@ class Worker:
     def __init__(self, store: TaskStore, queue: TaskQueue, work_delay_seconds: float = 0.1,
                  retry: RetryPolicy = RetryPolicy(), lease_seconds: float = 120.0,
                  stale_after_seconds: float = 900.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, metrics=NoMetrics()) -> None:
         self._store = store
         self._queue = queue
         self._work_delay = work_delay_seconds
@@ -52,6 +53,7 @@ class Worker:
         self._lease = timedelta(seconds=lease_seconds)
         self._stale_after = timedelta(seconds=stale_after_seconds)
         self._sleep = sleep
+        self._metrics = metrics
 
     def process_batch(self, messages: Iterable[Tuple[str, str, str]]) -> List[str]:
         """Process (message id, receipt handle, body) triples; the ids of the
@@ -156,12 +158,22 @@ class Worker:
         return task, Status.COMPLETED, started, result, None
 
     def _record(self, task: Task, outcome: Status, started: float, result=None, error=None):
-        """Write an outcome; the log line to emit once it is committed."""
+        """Write an outcome; what to emit once it is committed (its log line and metrics)."""
         if self._store.finish(task.id, task.attempts, outcome, utcnow(), result=result, error=error):
             duration_ms = (time.perf_counter() - started) * 1000
-            return lambda: logs.state_change(task.moved_to(outcome, error=error), duration_ms=duration_ms)
+
+            def emit() -> None:
+                logs.state_change(task.moved_to(outcome, error=error), duration_ms=duration_ms)
+                counted = "TasksCompleted" if outcome is Status.COMPLETED else "TasksFailed"
+                self._measure(task, {counted: 1, "RunTime": round(duration_ms, 3)})
+            return emit
         return lambda: logs.note("a newer attempt owns this task; outcome discarded",
                                  task=task, attempt=task.attempts)
+
+    def _measure(self, task: Task, values: dict) -> None:
+        if task.started_at is not None:
+            values["QueueWait"] = round((task.started_at - task.created_at).total_seconds() * 1000, 3)
+        self._metrics.record(task.action, values, task_id=task.id, request_id=task.request_id)
 
     def _schedule_retry(self, task: Task, receipt_handle: str, error: str):
         """_RETRY once the task is queued again and its message hidden for the backoff;
@@ -173,9 +185,11 @@ class Worker:
             return None
         self._queue.retry_later(receipt_handle, delay)
         logs.state_change(requeued, retry_in_s=delay, error=error)
+        self._measure(task, {"TasksRetried": 1})
         return _RETRY
 
     def _give_up(self, task: Task, receipt_handle: str, body: str, error: str) -> None:
         self._record(task, Status.FAILED, time.perf_counter(), error=error)()
         self._queue.dead_letter(receipt_handle, body)
         logs.note("message moved to the dead-letter queue", task=task, attempts=task.attempts)
+        self._metrics.record(task.action, {"TasksDeadLettered": 1}, task_id=task.id, request_id=task.request_id)

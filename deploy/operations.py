@@ -6,6 +6,7 @@ change is a stack parameter.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Dict
 
 API_NAME = "task-queue"  # the title of the OpenAPI body Chalice writes: API Gateway's name for the API
@@ -107,3 +108,49 @@ def function_settings(log_group: str) -> Dict[str, Any]:
     function's own log group, and tracing as the stack parameter says."""
     return {"LoggingConfig": {"LogFormat": "JSON", "LogGroup": {"Ref": log_group}},
             "Tracing": {"Ref": "Tracing"}}
+
+
+def dashboard(worker_function: str, recovery_function: str, api_function: str, api_stage: str) -> Dict[str, Any]:
+    """A CloudWatch dashboard of the flow: the worker's own metrics (chalicelib/metrics.py),
+    the queue, the functions and the API."""
+    def widget(title: str, metrics: list, stat: str = "Sum", y: int = 0, x: int = 0) -> dict:
+        return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": {
+            "title": title, "region": "${AWS::Region}", "stat": stat, "period": 60, "view": "timeSeries",
+            "metrics": metrics}}
+
+    functions = (("api", "${ApiFunction}"), ("worker", "${WorkerFunction}"), ("recovery", "${RecoveryFunction}"))
+    body = {"widgets": [
+        widget("Tasks a minute, by outcome", [
+            ["TaskQueue", name, {"label": label}] for name, label in (
+                ("TasksCompleted", "completed"), ("TasksFailed", "failed"),
+                ("TasksRetried", "retried"), ("TasksDeadLettered", "dead-lettered"))]),
+        widget("Queue wait and run time (ms)", [
+            ["TaskQueue", name, {"stat": stat, "label": f"{label} {stat}"}]
+            for name, label in (("QueueWait", "wait"), ("RunTime", "run")) for stat in ("p50", "p95")],
+            stat="p50", x=12),
+        widget("Queue", [
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "${QueueName}", {"label": "waiting"}],
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "${QueueName}",
+             {"label": "oldest (s)", "yAxis": "right"}],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "${DeadLetterQueueName}",
+             {"label": "dead letters", "color": "#d62728"}]], stat="Maximum", y=6),
+        widget("Functions: errors and throttles", [
+            ["AWS/Lambda", metric, "FunctionName", name, {"label": f"{label} {metric.lower()}"}]
+            for label, name in functions for metric in ("Errors", "Throttles")], y=6, x=12),
+        widget("Functions: duration p95 (ms)", [
+            ["AWS/Lambda", "Duration", "FunctionName", name, {"label": label}] for label, name in functions],
+            stat="p95", y=12),
+        widget("API: errors and latency", [
+            ["AWS/ApiGateway", "4XXError", "ApiName", API_NAME, "Stage", api_stage, {"label": "4xx"}],
+            ["AWS/ApiGateway", "5XXError", "ApiName", API_NAME, "Stage", api_stage, {"label": "5xx"}],
+            ["AWS/ApiGateway", "Latency", "ApiName", API_NAME, "Stage", api_stage,
+             {"label": "latency p95 (ms)", "stat": "p95", "yAxis": "right"}]], y=12, x=12),
+    ]}
+    return {"Dashboard": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
+        "DashboardName": {"Fn::Sub": "${AWS::StackName}"},
+        "DashboardBody": {"Fn::Sub": [json.dumps(body), {
+            "QueueName": {"Fn::GetAtt": ["TasksQueue", "QueueName"]},
+            "DeadLetterQueueName": {"Fn::GetAtt": ["TasksDeadLetterQueue", "QueueName"]},
+            "ApiFunction": {"Ref": api_function}, "WorkerFunction": {"Ref": worker_function},
+            "RecoveryFunction": {"Ref": recovery_function}}]},
+    }}}

@@ -202,6 +202,7 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
     resources["RestAPI"] = {"Properties": {**operations.api_stage_settings(),
                                            **({"DefinitionBody": security} if security else {})}}
     resources.update(operations.alarms(worker_function, api_stage))
+    resources.update(operations.dashboard(worker_function, recovery_function, API_FUNCTION, api_stage))
     if auth == "api_key":
         resources.update(_api_key_resources(api_stage))
     outputs = {
@@ -212,6 +213,7 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         "WorkerLogGroupName": {"Value": {"Ref": "WorkerLogGroup"}},
         "RecoveryLogGroupName": {"Value": {"Ref": "RecoveryLogGroup"}},
         "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
+        "DashboardName": {"Value": {"Ref": "Dashboard"}},
     }
     if auth == "api_key":
         outputs["ApiKeyId"] = {"Value": {"Ref": "ApiKey"}}

@@ -103,6 +103,13 @@ def emulated_stack(moto_server):
     }
 
 
+@pytest.fixture
+def cloud_like(client, dynamodb_store):
+    """The test client on DynamoDB and SQS under moto; yields it, the SQS client and the queue URL."""
+    sqs, url = dynamodb_store
+    return client, sqs, url
+
+
 def post_empty(client, path, content_type="application/json"):
     """POST an operation that takes no input, as the dashboard does: `{}` as JSON."""
     return client.http.post(path, body="{}", headers={"Content-Type": content_type})

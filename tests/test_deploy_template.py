@@ -193,3 +193,27 @@ def test_functions_log_json_trace_by_parameter_and_fit_api_gateways_limit(templa
     assert resources["APIHandler"]["Properties"]["Timeout"] <= 29
     assert resources["RecoverTasks"]["Properties"]["ReservedConcurrentExecutions"] == 1
     assert template["Parameters"]["Tracing"]["AllowedValues"] == ["Active", "PassThrough"]
+
+
+def test_the_cloudwatch_dashboard_shows_the_flow(template):
+    import re
+
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert variables["QueueName"] == {"Fn::GetAtt": ["TasksQueue", "QueueName"]}
+    assert variables["WorkerFunction"] == {"Ref": "ProcessTasks"}
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", body))
+    assert placeholders <= set(variables) | {"AWS::Region"}, placeholders - set(variables)
+    widgets = json.loads(re.sub(r"\$\{([^}]+)\}", r"<\1>", body))["widgets"]
+    shown = {(metric[0], metric[1], *[part for part in metric[2:] if isinstance(part, str)])
+             for widget in widgets for metric in widget["properties"]["metrics"]}
+    names = {(namespace, name) for namespace, name, *_ in shown}
+    from chalicelib.metrics import NAMESPACE, UNITS
+    assert {(NAMESPACE, name) for name in UNITS} <= names  # every metric the worker emits
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "<QueueName>") in shown
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "<QueueName>") in shown
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "<DeadLetterQueueName>") in shown
+    for function in ("<ApiFunction>", "<WorkerFunction>", "<RecoveryFunction>"):
+        for metric in ("Errors", "Throttles", "Duration"):
+            assert ("AWS/Lambda", metric, "FunctionName", function) in shown
+    for metric in ("4XXError", "5XXError", "Latency"):
+        assert ("AWS/ApiGateway", metric, "ApiName", "task-queue", "Stage", "api") in shown
