@@ -80,21 +80,17 @@ def build_schedulers(app: Chalice, settings=None) -> list:
     return schedulers
 
 
-def _allowed_hosts() -> tuple:
-    return factory.current_settings().allowed_hosts
-
-
 def start_if_serving_locally(app: Chalice) -> None:
     global _dispatcher
     if _dispatcher is not None or not serving_locally():
         return
     from chalicelib.local import server
 
-    server.install(_allowed_hosts)
     try:
         settings = factory.current_settings()
     except ConfigurationError as exc:  # refused at start, in one sentence, not at the first request
         raise SystemExit(f"task-queue: {exc}") from None
+    server.install(settings.allowed_hosts)
     if os.environ.get("CHALICE_WORKER"):  # autoreload: watch the code, not the databases
         from chalicelib.local import watch
 

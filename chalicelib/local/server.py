@@ -67,8 +67,10 @@ def _refuse(handler, host: str) -> None:
     handler.wfile.write(body)
 
 
-def install(allowed_hosts) -> None:
-    """Mend the server classes; `allowed_hosts()` gives the extra names to serve."""
+def install(allowed_hosts: Iterable[str]) -> None:
+    """Mend the server classes; `allowed_hosts` are the extra names to serve (read
+    once: a `chalice local` process keeps its environment)."""
+    allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
     from chalice.local import ChaliceRequestHandler, ThreadedHTTPServer
 
     if getattr(ChaliceRequestHandler, "_task_queue_mended", False):
@@ -78,7 +80,7 @@ def install(allowed_hosts) -> None:
 
     def handle(handler) -> None:
         host = handler.headers.get("Host")
-        if not host_allowed(host, handler.server.server_address[0], allowed_hosts()):
+        if not host_allowed(host, handler.server.server_address[0], allowed_hosts):
             _refuse(handler, host)
             return
         head = handler.command == "HEAD"

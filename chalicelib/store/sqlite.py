@@ -106,10 +106,13 @@ def _reaching_sqlite() -> Iterator[None]:
 
 
 def _reaches_sqlite(method):
+    """`method` with _reaching_sqlite's translation (a plain try: it is on every request's path)."""
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with _reaching_sqlite():
+        try:
             return method(*args, **kwargs)
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise StoreError(f"SQLite failed: {exc}") from exc
     return wrapper
 
 
