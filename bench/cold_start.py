@@ -13,6 +13,7 @@ from bench.common import ROOT, median
 LOCAL = {"TASKS_STORE": "sqlite", "TASKS_QUEUE": "embedded"}
 CLOUD = {"TASKS_STORE": "dynamodb", "TASKS_QUEUE": "sqs", "TASKS_TABLE_NAME": "t",
          "TASKS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+         "TASKS_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q-dlq",
          "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
 
 

@@ -40,8 +40,10 @@ def measure(tasks: int = 200) -> dict:
         boto3.setup_default_session(region_name="us-east-1")
         sqs = boto3.client("sqs")
         url = sqs.create_queue(QueueName="tasks")["QueueUrl"]
+        dlq_url = sqs.create_queue(QueueName="tasks-dlq")["QueueUrl"]
         boto3.client("dynamodb").create_table(TableName="tasks", **TABLE_SCHEMA)
-        os.environ.update(TASKS_STORE="dynamodb", TASKS_QUEUE="sqs", TASKS_QUEUE_URL=url, TASKS_TABLE_NAME="tasks")
+        os.environ.update(TASKS_STORE="dynamodb", TASKS_QUEUE="sqs", TASKS_QUEUE_URL=url, TASKS_DLQ_URL=dlq_url,
+                          TASKS_TABLE_NAME="tasks")
         factory.reset()
         calls = collections.Counter()
         boto3.DEFAULT_SESSION.events.register(

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import cost, drain, listing, sqlite_limit, submit
+from bench import cold_start, cost, drain, listing, sqlite_limit, submit
 from bench.run import markdown, table
 
 
@@ -16,6 +16,14 @@ def test_small_runs_return_figures():
     figures = listing.measure(300, runs=3)
     assert set(figures) == {"all", "status_failed", "status_completed", "seed_all", "seed_status_failed"}
     assert all(value["p99_ms"] >= value["p50_ms"] > 0 for value in figures.values())
+
+
+def test_the_cloud_configuration_runs_in_the_cost_and_cold_start_benchmarks():
+    assert cost.measure(3)["cost_per_million_tasks_usd"]["total"] > 0
+    first_use = ("import app; from chalicelib import factory; "
+                 "factory.store(factory.current_settings()); factory.aws_client('sqs', 'request')")
+    figure = cold_start._time_import(first_use, cold_start.CLOUD, 1)
+    assert figure["median_ms"] > 0 and figure["boto3_loaded"] and not figure["sqlite3_loaded"]
 
 
 def test_cost_is_computed_from_measured_figures():
