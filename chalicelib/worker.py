@@ -36,9 +36,9 @@ def error_text(exc: Exception) -> str:
 
 
 # Failures that the same data would meet again: the task fails at once, unretried.
-# An action says so with ActionError; arithmetic on the data (an overflow, a
-# division by zero) is as deterministic.
-PERMANENT = (actions.ActionError, ArithmeticError)
+# An action says so with ActionError (caught on its own, its message kept as it is);
+# arithmetic on the data (an overflow, a division by zero) is as deterministic.
+PERMANENT = (ArithmeticError,)
 
 
 class Worker:

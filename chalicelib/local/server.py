@@ -36,13 +36,13 @@ def host_name(header: str) -> str:
 
 
 def host_allowed(header: Optional[str], bound_host: str, allowed: Iterable[str] = ()) -> bool:
-    """Whether a request with this Host may be served. Only a name can be rebound
-    to this machine by someone else's DNS, so an address literal is safe where the
-    server listens on it (all of them, when bound to 0.0.0.0 or ::)."""
+    """Whether a request with this Host may be served; `allowed` holds lower-case names.
+    Only a name can be rebound to this machine by someone else's DNS, so an address
+    literal is safe where the server listens on it (all of them, when bound to 0.0.0.0 or ::)."""
     if header is None:
         return True  # no browser sends a request without Host
     name = host_name(header)
-    if name == "localhost" or name.endswith(".localhost") or name in {h.lower() for h in allowed}:
+    if name == "localhost" or name.endswith(".localhost") or name in allowed:
         return True
     bound = host_name(bound_host)
     try:

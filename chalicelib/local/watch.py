@@ -16,8 +16,7 @@ from typing import Iterable, Iterator
 # Top-level folders of generated files: the databases, build output, tools' caches.
 GENERATED_FOLDERS = frozenset({"data", "build", ".venv", "venv", ".git", ".pytest_cache", ".schemathesis",
                                "node_modules", "bench"})
-GENERATED_SUFFIXES = (".pyc", ".db", ".db-wal", ".db-shm", ".db-journal", ".sqlite", ".sqlite3",
-                      "-wal", "-shm", "-journal", ".log", ".tmp", "~")
+GENERATED_SUFFIXES = (".pyc", ".db", ".sqlite", ".sqlite3", "-wal", "-shm", "-journal", ".log", ".tmp", "~")
 
 
 class Ignored:

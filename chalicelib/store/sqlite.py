@@ -6,7 +6,7 @@ import functools
 import json
 import sqlite3
 from datetime import datetime
-from typing import Callable, Iterator, Optional, Tuple, TypeVar
+from typing import Callable, Optional, Tuple, TypeVar
 
 from chalicelib.sqlite_db import Database
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
@@ -95,24 +95,24 @@ def _column_value(name: str, value):
     return value
 
 
-@contextlib.contextmanager
-def _reaching_sqlite() -> Iterator[None]:
-    """SQLite failing to read or write (a full disk, an I/O error, a lock held too
-    long) is the store's failure; a constraint or a bug in a statement is not."""
-    try:
-        yield
-    except (sqlite3.OperationalError, OSError) as exc:
-        raise StoreError(f"SQLite failed: {exc}") from exc
+# SQLite failing to read or write (a full disk, an I/O error, a lock held too
+# long) is the store's failure; a constraint or a bug in a statement is not.
+_UNREACHABLE = (sqlite3.OperationalError, OSError)
+
+
+def _store_error(exc: Exception) -> StoreError:
+    return StoreError(f"SQLite failed: {exc}")
 
 
 def _reaches_sqlite(method):
-    """`method` with _reaching_sqlite's translation (a plain try: it is on every request's path)."""
+    """`method`, with SQLite's failures raised as the store's (a plain try: it is on
+    every request's path)."""
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
         try:
             return method(*args, **kwargs)
-        except (sqlite3.OperationalError, OSError) as exc:
-            raise StoreError(f"SQLite failed: {exc}") from exc
+        except _UNREACHABLE as exc:
+            raise _store_error(exc) from exc
     return wrapper
 
 
@@ -170,8 +170,11 @@ class SqliteTaskStore(TaskStore):
 
     @contextlib.contextmanager
     def batch(self, durable: bool = True):
-        with _reaching_sqlite(), self._db.transaction(durable):
-            yield
+        try:
+            with self._db.transaction(durable):
+                yield
+        except _UNREACHABLE as exc:
+            raise _store_error(exc) from exc
 
     @_reaches_sqlite
     def wait_durable(self) -> None:
