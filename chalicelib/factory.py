@@ -133,7 +133,6 @@ def worker(settings: Optional[Settings] = None) -> Worker:
         store(settings), queue(settings),
         work_delay_seconds=settings.work_delay_ms / 1000,
         retry=RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
-        lease_seconds=settings.lease_seconds,
         stale_after_seconds=settings.stale_after_seconds,
         metrics=metrics(settings),
     )

@@ -1,9 +1,10 @@
 """Finding tasks that stopped moving and setting them going again.
 
-A task that is not final carries a due time. Queued, it is due when its
-message should long since have been taken (the publish after the insert never
-happened, or the message was lost); running, when its worker's lease ran out
-(the worker died). Recovery queues it again and publishes a fresh message.
+A task whose message may not exist carries a due time: one stored under an
+Idempotency-Key before its publish, one whose publish failed, one queued again.
+Once due, recovery queues it again and publishes a fresh message. (A running
+task needs none: its message comes back after the visibility timeout; one
+claimed with an explicit lease is taken back when the lease runs out.)
 A duplicate message is harmless: the attempt number lets only one run record
 an outcome, and a message for a final task is dropped.
 
@@ -58,6 +59,7 @@ class Recovery:
             counts[task.status.value] += 1
             logs.state_change(requeued, reason=reason)
         self._store.purge_expired_keys(now)
+        self._store.fold_counts(now)
         for _ in range(self._purge_batches):
             purged = self._store.purge_finished(now - self._retention, self._purge_batch)
             counts["purged"] += purged

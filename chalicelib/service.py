@@ -60,7 +60,11 @@ class TaskService:
         request may already have answered 202 for it, and recovery publishes it.
         """
         now = utcnow()
-        task = Task.new(new.action, new.data, now=now, due_at=now + self._stale_after,
+        # A keyed task is watched by recovery from the start: a repeat of the request
+        # can answer 202 for it before this request has published its message. A task
+        # without a key is answered by this request alone, after its publish.
+        due = now + self._stale_after if idempotency_key is not None else None
+        task = Task.new(new.action, new.data, now=now, due_at=due,
                         idempotency_key=idempotency_key, request_id=request_id)
         if idempotency_key is not None:
             task_id, earlier = self._claim_key(idempotency_key, fingerprint(new), task)

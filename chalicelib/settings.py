@@ -39,7 +39,6 @@ class Settings:
     max_attempts: int = 3
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 300.0
-    lease_seconds: float = 120.0
     stale_after_seconds: float = 900.0
     recovery_interval_seconds: Optional[float] = None
     idempotency_ttl_seconds: float = 86_400.0
@@ -73,7 +72,6 @@ _VARIABLES = {
     "TASKS_MAX_ATTEMPTS": ("max_attempts", int),
     "TASKS_RETRY_BASE_S": ("retry_base_seconds", float),
     "TASKS_RETRY_MAX_S": ("retry_max_seconds", float),
-    "TASKS_LEASE_S": ("lease_seconds", float),
     "TASKS_STALE_AFTER_S": ("stale_after_seconds", float),
     "TASKS_RECOVERY_INTERVAL_S": ("recovery_interval_seconds", float),
     "TASKS_IDEMPOTENCY_TTL_S": ("idempotency_ttl_seconds", float),
@@ -123,7 +121,6 @@ def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:
         ("TASKS_MAX_ATTEMPTS", "max_attempts", 1),
         ("TASKS_RETRY_BASE_S", "retry_base_seconds", 0),
         ("TASKS_RETRY_MAX_S", "retry_max_seconds", 0),
-        ("TASKS_LEASE_S", "lease_seconds", 1),
         ("TASKS_STALE_AFTER_S", "stale_after_seconds", 1),
         ("TASKS_IDEMPOTENCY_TTL_S", "idempotency_ttl_seconds", 86_400),
     ):

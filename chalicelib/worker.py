@@ -43,14 +43,13 @@ PERMANENT = (ArithmeticError,)
 
 class Worker:
     def __init__(self, store: TaskStore, queue: TaskQueue, work_delay_seconds: float = 0.1,
-                 retry: RetryPolicy = RetryPolicy(), lease_seconds: float = 120.0,
+                 retry: RetryPolicy = RetryPolicy(),
                  stale_after_seconds: float = 900.0,
                  sleep: Callable[[float], None] = time.sleep, metrics=NoMetrics()) -> None:
         self._store = store
         self._queue = queue
         self._work_delay = work_delay_seconds
         self._retry = retry
-        self._lease = timedelta(seconds=lease_seconds)
         self._stale_after = timedelta(seconds=stale_after_seconds)
         self._sleep = sleep
         self._metrics = metrics
@@ -122,7 +121,8 @@ class Worker:
         return claimed
 
     def _claim(self, task_id: str, now):
-        return self._store.claim(task_id, now, lease_until=now + self._lease)
+        # No lease: the message's visibility timeout brings it back if this worker dies.
+        return self._store.claim(task_id, now)
 
     def _run(self, task_id: str, task, receipt_handle: str, body: str, started: float):
         """The outcome to record (task, status, started, result, error); None when the

@@ -210,15 +210,28 @@ class StoreContract:
         store.forget_key("k-2", "task-1")
         assert store.remember_key(KeyRecord("k-2", "x", "t", now, now + timedelta(hours=1)), now) is None
 
-    def test_counts_by_status_and_oldest_of_a_status(self, store):
+    def test_counts_by_status(self, store):
         first, second, third = (make_task(offset_us=n) for n in range(3))
         for task in (first, second, third):
             store.insert(task)
         claimed = store.claim(third.id, utcnow())
         store.finish(third.id, claimed.attempts, Status.COMPLETED, utcnow(), result={"output": 1})
         assert store.count_by_status() == {"queued": 2, "completed": 1}
-        assert store.oldest(Status.QUEUED).id == first.id
-        assert store.oldest(Status.FAILED) is None
+        store.claim(second.id, utcnow())
+        store.cancel(first.id, utcnow())
+        assert store.count_by_status() == {"running": 1, "completed": 1, "cancelled": 1}
+        store.delete(first.id)
+        assert store.count_by_status() == {"running": 1, "completed": 1}
+
+    def test_oldest_failed_task(self, store):
+        first, second, third = (make_task(offset_us=n) for n in range(3))
+        for task in (first, second, third):
+            store.insert(task)
+        for task in (third, second):
+            claimed = store.claim(task.id, utcnow())
+            store.finish(task.id, claimed.attempts, Status.FAILED, utcnow(), error="bad")
+        assert store.oldest(Status.FAILED).id == second.id
+        assert store.oldest(Status.CANCELLED) is None
 
     def test_finished_tasks_past_their_retention_are_gone_from_reads(self, store):
         # The stores are built with 30 days' retention.

@@ -3,6 +3,7 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.store.dynamodb import TABLE_SCHEMA, DynamoTaskStore
+from chalicelib.tasks import Status, utcnow
 from tests.store_contract import StoreContract, make_task
 
 
@@ -52,3 +53,73 @@ def test_a_final_task_expires_through_ttl_and_a_retried_one_no_longer_does(store
     assert expiry() == int((finished + timedelta(days=30)).timestamp())
     store.retry(store.get(task.id), utcnow())
     assert expiry() is None
+
+
+def test_oldest_is_not_answered_for_a_status_no_index_holds(store):
+    store.insert(make_task())
+    assert store.oldest(Status.QUEUED) is None  # /stats then points to the queue's metric
+
+
+def test_a_walk_for_a_common_status_stops_after_a_bounded_read_and_hands_a_cursor(store, monkeypatch):
+    import chalicelib.store.dynamodb as dynamodb_module
+
+    monkeypatch.setattr(dynamodb_module, "MAX_WALK", 4)
+    tasks = [make_task(offset_us=n) for n in range(10)]
+    for task in tasks:
+        store.insert(task)
+    running = tasks[0]  # the oldest: a walk from the newest reaches it last
+    store.claim(running.id, utcnow())
+    page = store.list(Status.RUNNING, limit=5)
+    assert page.tasks == [] and page.next_cursor is not None
+    seen = []
+    while page.next_cursor is not None:
+        page = store.list(Status.RUNNING, limit=5, cursor=page.next_cursor)
+        seen += [task.id for task in page.tasks]
+    assert seen == [running.id]
+
+
+def test_listing_merges_the_shards_newest_first(store):
+    from chalicelib.store.dynamodb import SHARDS, shard_of
+
+    tasks = [make_task(offset_us=n) for n in range(40)]
+    assert len({shard_of(task.id) for task in tasks}) > SHARDS // 2
+    for task in tasks:
+        store.insert(task)
+    newest_first = [task.id for task in reversed(tasks)]
+    pages, cursor = [], None
+    while True:
+        page = store.list(limit=7, cursor=cursor)
+        pages += [task.id for task in page.tasks]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == newest_first
+
+
+def test_counts_read_the_same_items_at_any_number_of_tasks(store, dynamodb):
+    from chalicelib.store import dynamo_counts
+
+    calls = []
+    real = dynamodb.batch_get_item
+
+    def recorded(**request):
+        calls.append(sum(len(table["Keys"]) for table in request["RequestItems"].values()))
+        return real(**request)
+
+    for n in range(5):
+        store.insert(make_task(offset_us=n))
+    now = utcnow().replace(hour=12)  # past the hour's margin after midnight
+    store.fold_counts(now)
+    dynamodb.batch_get_item = recorded
+    assert store._counts.read(now) == {"queued": 5}
+    assert sum(calls) == dynamo_counts.SHARDS  # today's items, beside the roll-up
+
+
+def test_counts_never_exceed_the_net_number_counted_in():
+    from collections import Counter
+
+    from chalicelib.store.dynamo_counts import never_above_total
+
+    # Read mid-move: a claim's -1 queued seen, the submit's +1 not yet.
+    assert never_above_total(Counter(queued=-1, running=1)) == {}
+    assert never_above_total(Counter(queued=-1, running=2, completed=3)) == {"running": 1, "completed": 3}

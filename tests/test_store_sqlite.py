@@ -63,3 +63,12 @@ def test_concurrent_writers_never_see_database_is_locked(store):
 def test_wal_mode_and_busy_timeout_are_set(db):
     assert db.query("PRAGMA journal_mode")[0][0] == "wal"
     assert db.query("PRAGMA busy_timeout")[0][0] >= 5000
+
+
+def test_oldest_queued_task_is_found_by_its_index(store):
+    first, second = make_task(), make_task(offset_us=1)
+    store.insert(first)
+    store.insert(second)
+    assert store.oldest(Status.QUEUED).id == first.id
+    store.claim(first.id, utcnow())
+    assert store.oldest(Status.QUEUED).id == second.id

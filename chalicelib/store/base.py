@@ -33,8 +33,9 @@ CURSOR_PATTERN = "^[0-9]{1,16}_[0-9a-f]{32}$"
 _CURSOR = re.compile(CURSOR_PATTERN)  # matched whole: `$` alone allows a final newline
 
 
-def encode_cursor(task: Task) -> str:
-    return f"{to_micros(task.created_at)}_{uuid.UUID(task.id).hex}"
+def encode_cursor(created_at: datetime, task_id: str) -> str:
+    """The cursor for the position just after (created_at, task_id), going back in time."""
+    return f"{to_micros(created_at)}_{uuid.UUID(task_id).hex}"
 
 
 def decode_cursor(cursor: str) -> Tuple[datetime, str]:
@@ -93,8 +94,10 @@ class TaskStore(ABC):
     @abstractmethod
     def _page(
         self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]
-    ) -> list:
-        """Up to `limit` tasks, newest first (created_at, then id, descending), older than `after`."""
+    ) -> Tuple[list, Optional[Tuple[datetime, str]]]:
+        """Up to `limit` tasks, newest first (created_at, then id, descending), older
+        than `after`; and None, or the position to go on from where the backend
+        stopped looking before it found `limit` (a page that reads a bounded amount)."""
 
     @abstractmethod
     def _transition(
@@ -137,6 +140,11 @@ class TaskStore(ABC):
         """Delete up to `limit` final tasks that finished at or before `before`, in one
         short transaction; how many (a store whose own expiry deletes them does nothing)."""
 
+    def fold_counts(self, now: datetime) -> int:
+        """Compact the store's counters, where it keeps any (a scheduled pass); how
+        many units it folded."""
+        return 0
+
     @abstractmethod
     def purge_expired_keys(self, now: datetime) -> int:
         """Delete expired Idempotency-Key records (a store with its own expiry does nothing)."""
@@ -171,9 +179,12 @@ class TaskStore(ABC):
 
     def list(self, status: Optional[Status] = None, limit: int = 100, cursor: Optional[str] = None) -> Page:
         after = decode_cursor(cursor) if cursor is not None else None
-        rows = self._page(status, limit + 1, after)
+        rows, stopped_at = self._page(status, limit + 1, after)
         tasks = rows[:limit]
-        next_cursor = encode_cursor(tasks[-1]) if len(rows) > limit else None
+        if len(rows) > limit:
+            next_cursor = encode_cursor(tasks[-1].created_at, tasks[-1].id)
+        else:
+            next_cursor = None if stopped_at is None else encode_cursor(*stopped_at)
         return Page(tasks=tasks, next_cursor=next_cursor)
 
     def claim(self, task_id: str, now: datetime, lease_until: Optional[datetime] = None) -> Optional[Task]:

@@ -1,73 +1,99 @@
 """Tasks in a DynamoDB table.
 
-Items are keyed by `id`. Two global secondary indexes serve the listings with
-Query, newest first, never Scan: `by_time` (one partition, `list_pk`, sorted by
-`sort_key` = zero-padded creation microseconds + id) and `by_status` (partition
-`status`, same sort key). A third, sparse index, `by_due`, holds only tasks
-that are not final, by `due_at`, for recovery. Idempotency-Key records share the
-table under their own ids; they carry none of the index keys, so no index holds
-them, and DynamoDB's TTL deletes them. Every state change is a conditional UpdateItem, so a
+Items are keyed by `id`. Every index is KEYS_ONLY and spread over SHARDS
+partition keys (the last hex digits of the task id), so no key takes more than
+1/SHARDS of an index's writes, and a status change rewrites no index entry it
+does not have to:
+
+- `by_time`: every task, by creation (`sort_key` = zero-padded creation
+  microseconds + id), written once at insert. A page merges the shards' Queries
+  newest first and reads the tasks with BatchGetItem.
+- `by_outcome`: failed and cancelled tasks only, by creation: the rare
+  outcomes a listing filters for, which a walk over `by_time` would take long
+  to find. Completed, queued and running are the common or the newest tasks:
+  their listings walk `by_time` and keep the matching ones, a bounded number
+  of entries per request.
+- `by_due`: tasks that recovery must watch, by due time: a task stored under an
+  Idempotency-Key before its publish, and one queued again (a retry, a failed
+  publish). A claim takes it out: the queue's visibility timeout then brings
+  back a dead worker's message.
+
+A submit writes the item and its `by_time` entry; a claim and an outcome write
+the item (and a failed or cancelled one its `by_outcome` entry), and each
+request or worker batch adds its net change to a counter item (see
+dynamo_counts). Idempotency-Key records and counter items share the table under
+their own ids and carry none of the index keys. DynamoDB's TTL deletes them and
+finished tasks. Every state change is a conditional UpdateItem, so a
 redelivered message or a second worker cannot run a task twice or overwrite a
 final state. JSON fields are stored as strings: DynamoDB has no float type.
 """
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields as dataclass_fields, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
+from chalicelib.store.dynamo_counts import StatusCounts
 from chalicelib.tasks import Status, Task, from_micros, to_micros
 
-LIST_PARTITION = "task"
-DUE_PARTITION = "due"
+SHARDS = 16
 KEY_PREFIX = "idempotency-key#"
 BY_TIME = "by_time"
-BY_STATUS = "by_status"
+BY_OUTCOME = "by_outcome"
 BY_DUE = "by_due"
 TTL_ATTRIBUTE = "expires_at"
+OUTCOMES_INDEXED = frozenset({Status.FAILED, Status.CANCELLED})
+# A listing that walks `by_time` for a status reads at most this many tasks per
+# request, then returns what it found with a cursor to go on from.
+MAX_WALK = 1000
+BATCH_GET = 100  # BatchGetItem's limit
+
+
+def _keys_only(name: str, partition: str, sort: str) -> dict:
+    return {
+        "IndexName": name,
+        "KeySchema": [{"AttributeName": partition, "KeyType": "HASH"},
+                      {"AttributeName": sort, "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+
 
 # The table as the code needs it; the deployment template and the tests build it from this.
 TABLE_SCHEMA = {
     "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
     "AttributeDefinitions": [
         {"AttributeName": "id", "AttributeType": "S"},
-        {"AttributeName": "list_pk", "AttributeType": "S"},
-        {"AttributeName": "status", "AttributeType": "S"},
+        {"AttributeName": "time_pk", "AttributeType": "S"},
+        {"AttributeName": "outcome_pk", "AttributeType": "S"},
         {"AttributeName": "sort_key", "AttributeType": "S"},
         {"AttributeName": "due_pk", "AttributeType": "S"},
         {"AttributeName": "due_at", "AttributeType": "N"},
     ],
     "GlobalSecondaryIndexes": [
-        {
-            "IndexName": BY_TIME,
-            "KeySchema": [
-                {"AttributeName": "list_pk", "KeyType": "HASH"},
-                {"AttributeName": "sort_key", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-        {
-            "IndexName": BY_STATUS,
-            "KeySchema": [
-                {"AttributeName": "status", "KeyType": "HASH"},
-                {"AttributeName": "sort_key", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-        {
-            "IndexName": BY_DUE,
-            "KeySchema": [
-                {"AttributeName": "due_pk", "KeyType": "HASH"},
-                {"AttributeName": "due_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
+        _keys_only(BY_TIME, "time_pk", "sort_key"),
+        _keys_only(BY_OUTCOME, "outcome_pk", "sort_key"),
+        _keys_only(BY_DUE, "due_pk", "due_at"),
     ],
     "BillingMode": "PAY_PER_REQUEST",
 }
+
+
+def shard_of(task_id: str) -> int:
+    return int(task_id[-4:], 16) % SHARDS
+
+
+def _partitions(prefix: str) -> List[str]:
+    return [f"{prefix}#{shard}" for shard in range(SHARDS)]
+
 
 _TIME_FIELDS = ("created_at", "started_at", "finished_at", "due_at")
 _JSON_FIELDS = ("data", "result")
@@ -111,6 +137,21 @@ def _decode_item(item: dict) -> Task:
     )
 
 
+def _sort_value(attribute: dict):
+    return int(attribute["N"]) if "N" in attribute else attribute["S"]
+
+
+_INVERT = str.maketrans({chr(code): chr(0x10FFFF - code) for code in range(128)})
+
+
+def _ordered(value, sign: int) -> tuple:
+    """A heap key that puts entries in the index's order (sign 1) or its reverse (-1)."""
+    if isinstance(value, int):
+        return (sign * value,)
+    micros, _, task_id = value.partition("#")
+    return (sign * int(micros), task_id if sign > 0 else task_id.translate(_INVERT))
+
+
 def _expired(item: dict) -> bool:
     """Past its retention: DynamoDB's TTL deletes such items within days, and reads
     must not see them meanwhile."""
@@ -125,6 +166,9 @@ def _is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+_TASK_FIELDS = frozenset(field.name for field in dataclass_fields(Task))
+
+
 class DynamoTaskStore(TaskStore):
     # One item holds a task, and DynamoDB takes items of up to 400 KB: the data,
     # its result (as large again, for an action such as uppercase) and the other
@@ -136,6 +180,44 @@ class DynamoTaskStore(TaskStore):
         self._client = client
         self._table = table_name
         self._retention = retention
+        self._counts = StatusCounts(client, table_name, retention.total_seconds() / 86_400, _failed)
+        self._pending = threading.local()  # a batch's counter changes, added when it ends
+
+    # -- counting -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def batch(self, durable: bool = True):
+        """The calls inside add their counter changes in one UpdateItem at the end."""
+        depth = getattr(self._pending, "depth", 0)
+        if depth == 0:
+            self._pending.changes = Counter()
+        self._pending.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._pending.depth = depth
+            if depth == 0:
+                self._counts.add(self._pending.changes, datetime.now(timezone.utc))
+
+    def _count(self, left: Optional[Status], entered: Optional[Status]) -> None:
+        changes = Counter()
+        if left is not None:
+            changes[left.value] -= 1
+        if entered is not None:
+            changes[entered.value] += 1
+        if getattr(self._pending, "depth", 0):
+            self._pending.changes.update(changes)
+        else:
+            self._counts.add(changes, datetime.now(timezone.utc))
+
+    def count_by_status(self) -> dict:
+        """Approximate counts from the counter items: O(1) reads (see dynamo_counts)."""
+        return self._counts.read(datetime.now(timezone.utc))
+
+    def fold_counts(self, now: datetime) -> int:
+        return self._counts.fold(now)
+
+    # -- single tasks -------------------------------------------------------
 
     def insert(self, task: Task) -> None:
         item = {
@@ -146,10 +228,13 @@ class DynamoTaskStore(TaskStore):
                      "idempotency_key", "request_id"):
             if getattr(task, name) is not None:
                 item[name] = _encode(name, getattr(task, name))
+        shard = shard_of(task.id)
         if task.due_at is not None:
-            item["due_pk"] = {"S": DUE_PARTITION}
-        item["list_pk"] = {"S": LIST_PARTITION}
+            item["due_pk"] = {"S": f"due#{shard}"}
+        item["time_pk"] = {"S": f"t#{shard}"}
         item["sort_key"] = {"S": sort_key(task.created_at, task.id)}
+        if task.status in OUTCOMES_INDEXED:
+            item["outcome_pk"] = {"S": f"{task.status.value}#{shard}"}
         try:
             self._client.put_item(TableName=self._table, Item=item,
                                   ConditionExpression="attribute_not_exists(id)")
@@ -159,6 +244,7 @@ class DynamoTaskStore(TaskStore):
             raise _failed("PutItem", exc) from exc
         except BotoCoreError as exc:
             raise _failed("PutItem", exc) from exc
+        self._count(None, task.status)
 
     def get(self, task_id: str) -> Optional[Task]:
         try:
@@ -184,85 +270,120 @@ class DynamoTaskStore(TaskStore):
             raise _failed("DeleteItem", exc) from exc
         except BotoCoreError as exc:
             raise _failed("DeleteItem", exc) from exc
-        return _decode_item(response["Attributes"])
+        removed = _decode_item(response["Attributes"])
+        self._count(removed.status, None)
+        return removed
 
-    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]) -> list:
-        if status is None:
-            index, condition = BY_TIME, "list_pk = :p"
-            values = {":p": {"S": LIST_PARTITION}}
-        else:
-            index, condition = BY_STATUS, "#status = :p"
-            values = {":p": {"S": status.value}}
-        if after is not None:
-            condition += " AND sort_key < :after"
-            values[":after"] = {"S": sort_key(*after)}
-        values[":now"] = {"N": str(int(datetime.now(timezone.utc).timestamp()))}
-        request = {
-            "TableName": self._table, "IndexName": index, "KeyConditionExpression": condition,
-            "FilterExpression": "attribute_not_exists(#exp) OR #exp > :now",  # TTL deletes lag
-            "ExpressionAttributeValues": values, "ScanIndexForward": False,
-            "ExpressionAttributeNames": {"#exp": TTL_ATTRIBUTE},
-        }
-        if status is not None:
-            request["ExpressionAttributeNames"]["#status"] = "status"
-        tasks = []
+    # -- listings -----------------------------------------------------------
+
+    def _fetch(self, ids: List[str], consistent: bool = False) -> dict:
+        """{id: item} for the ids still stored and not expired."""
+        found = {}
         try:
-            while len(tasks) < limit:
-                response = self._client.query(**request, Limit=limit - len(tasks))
-                tasks += [_decode_item(item) for item in response.get("Items", [])]
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            for start in range(0, len(ids), BATCH_GET):
+                request = {self._table: {"Keys": [{"id": {"S": task_id}} for task_id in ids[start:start + BATCH_GET]],
+                                         "ConsistentRead": consistent}}
+                while request:
+                    response = self._client.batch_get_item(RequestItems=request)
+                    for item in response.get("Responses", {}).get(self._table, []):
+                        found[item["id"]["S"]] = item
+                    request = response.get("UnprocessedKeys") or None
         except (BotoCoreError, ClientError) as exc:
-            raise _failed("Query", exc) from exc
-        return tasks
+            raise _failed("BatchGetItem", exc) from exc
+        return {task_id: item for task_id, item in found.items() if not _expired(item)}
 
-    def count_by_status(self) -> dict:
-        """Counts with Query(Select=COUNT) on the status index: it reads every
-        task's index entry, so its cost grows with the table (see README)."""
-        counts = {}
-        for status in Status:
-            request = {
-                "TableName": self._table, "IndexName": BY_STATUS, "Select": "COUNT",
-                "KeyConditionExpression": "#status = :s",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {":s": {"S": status.value}},
-            }
-            total = 0
+    def _merged(self, index: str, partition: str, sort: str, prefix: str, newest_first: bool,
+                bound: Optional[dict], page: int) -> Iterator[Tuple[str, str]]:
+        """(sort value, id) of every entry of the index's shards, merged in order; each
+        shard is read a page at a time, the first pages all at once."""
+        def query(shard_key, start=None):
+            condition = "#pk = :pk"
+            names = {"#pk": partition}
+            values = {":pk": {"S": shard_key}}
+            if bound is not None:
+                condition += f" AND #sk {bound['op']} :bound"
+                names["#sk"] = sort
+                values[":bound"] = bound["value"]
+            request = {"TableName": self._table, "IndexName": index, "KeyConditionExpression": condition,
+                       "ExpressionAttributeNames": names,
+                       "ExpressionAttributeValues": values, "ScanIndexForward": not newest_first, "Limit": page}
+            if start is not None:
+                request["ExclusiveStartKey"] = start
             try:
-                while True:
-                    response = self._client.query(**request)
-                    total += response["Count"]
-                    if "LastEvaluatedKey" not in response:
-                        break
-                    request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+                response = self._client.query(**request)
             except (BotoCoreError, ClientError) as exc:
                 raise _failed("Query", exc) from exc
-            if total:
-                counts[status.value] = total
-        return counts
+            entries = [(_sort_value(item[sort]), item["id"]["S"]) for item in response.get("Items", [])]
+            return entries, response.get("LastEvaluatedKey")
+
+        shards = _partitions(prefix)
+        with ThreadPoolExecutor(max_workers=len(shards)) as pool:
+            first = list(pool.map(query, shards))
+        buffers = {shard: list(entries) for shard, (entries, _) in zip(shards, first)}
+        more = {shard: start for shard, (_, start) in zip(shards, first)}
+        sign = -1 if newest_first else 1
+
+        def head(shard):
+            value, task_id = buffers[shard][0]
+            return (_ordered(value, sign), task_id, shard)
+
+        heap = [head(shard) for shard in shards if buffers[shard]]
+        heapq.heapify(heap)
+        while heap:
+            _, task_id, shard = heapq.heappop(heap)
+            yield buffers[shard].pop(0)
+            if not buffers[shard] and more[shard] is not None:
+                buffers[shard], more[shard] = query(shard, more[shard])
+            if buffers[shard]:
+                heapq.heappush(heap, head(shard))
+
+    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]):
+        bound = None if after is None else {"op": "<", "value": {"S": sort_key(*after)}}
+        if status in OUTCOMES_INDEXED:
+            entries = self._merged(BY_OUTCOME, "outcome_pk", "sort_key", status.value, True, bound,
+                                   page=-(-limit // SHARDS) + 1)
+            walking = False
+        else:
+            entries = self._merged(BY_TIME, "time_pk", "sort_key", "t", True, bound,
+                                   page=-(-limit // SHARDS) + 1 if status is None else BATCH_GET)
+            walking = status is not None
+        tasks, examined = [], 0
+        while len(tasks) < limit:
+            wanted = min(BATCH_GET, MAX_WALK - examined) if walking else min(BATCH_GET, limit - len(tasks))
+            chunk = [entry for _, entry in zip(range(wanted), entries)]
+            if not chunk:
+                return tasks, None
+            items = self._fetch([task_id for _, task_id in chunk])
+            for _, task_id in chunk:
+                if task_id in items:
+                    task = _decode_item(items[task_id])
+                    if status is None or task.status is status:
+                        tasks.append(task)
+            examined += len(chunk)
+            if walking and examined >= MAX_WALK and len(tasks) < limit:
+                last_sort, last_id = chunk[-1]
+                return tasks, (from_micros(int(last_sort.split("#")[0])), last_id)
+        return tasks[:limit], None
 
     def oldest(self, status: Status) -> Optional[Task]:
-        try:
-            items = self._client.query(
-                TableName=self._table, IndexName=BY_STATUS, Limit=1, ScanIndexForward=True,
-                KeyConditionExpression="#status = :s", ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":s": {"S": status.value}},
-            ).get("Items", [])
-        except (BotoCoreError, ClientError) as exc:
-            raise _failed("Query", exc) from exc
-        return _decode_item(items[0]) if items else None
+        """The earliest created failed or cancelled task; None for the other statuses,
+        which no index holds by status (the queue's oldest message age is in CloudWatch)."""
+        if status not in OUTCOMES_INDEXED:
+            return None
+        for _, task_id in self._merged(BY_OUTCOME, "outcome_pk", "sort_key", status.value, False, None, page=1):
+            found = self._fetch([task_id], consistent=True)
+            if task_id in found and _decode_item(found[task_id]).status is status:
+                return _decode_item(found[task_id])
+        return None
 
     def _due(self, now: datetime, limit: int) -> list:
-        try:
-            response = self._client.query(
-                TableName=self._table, IndexName=BY_DUE, Limit=limit,
-                KeyConditionExpression="due_pk = :p AND due_at <= :now",
-                ExpressionAttributeValues={":p": {"S": DUE_PARTITION}, ":now": {"N": str(to_micros(now))}},
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise _failed("Query", exc) from exc
-        return [_decode_item(item) for item in response.get("Items", [])]
+        bound = {"op": "<=", "value": {"N": str(to_micros(now))}}
+        entries = self._merged(BY_DUE, "due_pk", "due_at", "due", False, bound, page=limit)
+        chunk = [task_id for _, (_, task_id) in zip(range(limit), entries)]
+        items = self._fetch(chunk, consistent=True)
+        return [_decode_item(items[task_id]) for task_id in chunk if task_id in items]
+
+    # -- Idempotency-Key records -------------------------------------------
 
     def remember_key(self, record: KeyRecord, now: datetime) -> Optional[KeyRecord]:
         item_id = {"S": KEY_PREFIX + record.key}
@@ -319,17 +440,10 @@ class DynamoTaskStore(TaskStore):
         return 0  # DynamoDB's TTL deletes them (expires_at, set when a task becomes final); reads skip them
 
     def _transition(self, task_id, frm, to, expect_attempts, fields, increment_attempts, returning=True):
+        shard = shard_of(task_id)
         names = {"#status": "status"}
         values = {":to": {"S": to.value}}
         sets, removes = ["#status = :to"], []
-        if "due_at" in fields:
-            # The sparse recovery index holds a task while it has a due time.
-            names["#due_pk"] = "due_pk"
-            if fields["due_at"] is None:
-                removes.append("#due_pk")
-            else:
-                sets.append("#due_pk = :due_pk")
-                values[":due_pk"] = {"S": DUE_PARTITION}
         for name, value in fields.items():
             if value is None:
                 removes.append(f"#{name}")
@@ -337,6 +451,21 @@ class DynamoTaskStore(TaskStore):
                 sets.append(f"#{name} = :{name}")
                 values[f":{name}"] = _encode(name, value)
             names[f"#{name}"] = name
+        # The recovery index watches a task queued with a due time; a claim hands a
+        # running task to the queue's visibility timeout.
+        names["#due_pk"] = "due_pk"
+        if to is Status.QUEUED and fields.get("due_at") is not None:
+            sets.append("#due_pk = :due_pk")
+            values[":due_pk"] = {"S": f"due#{shard}"}
+        else:
+            removes.append("#due_pk")
+        if to in OUTCOMES_INDEXED:
+            sets.append("#outcome_pk = :outcome_pk")
+            values[":outcome_pk"] = {"S": f"{to.value}#{shard}"}
+            names["#outcome_pk"] = "outcome_pk"
+        elif Status.FAILED in frm:
+            removes.append("#outcome_pk")
+            names["#outcome_pk"] = "outcome_pk"
         # Retention: a final task expires `retention` after it finished; one queued
         # again (an operator's retry) no longer does.
         names["#exp"] = TTL_ATTRIBUTE
@@ -349,9 +478,8 @@ class DynamoTaskStore(TaskStore):
         if increment_attempts:
             sets.append("attempts = attempts + :one")
             values[":one"] = {"N": "1"}
-        sources = sorted(status.value for status in frm)
         placeholders = []
-        for number, source in enumerate(sources):
+        for number, source in enumerate(sorted(status.value for status in frm)):
             values[f":from{number}"] = {"S": source}
             placeholders.append(f":from{number}")
         condition = f"#status IN ({', '.join(placeholders)})"
@@ -364,7 +492,8 @@ class DynamoTaskStore(TaskStore):
                 TableName=self._table, Key={"id": {"S": task_id}},
                 UpdateExpression=expression, ConditionExpression=condition,
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW" if returning else "NONE",
+                # The state it was in, for the counts; the new one follows from it.
+                ReturnValues="ALL_OLD" if returning else "UPDATED_OLD",
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
@@ -372,4 +501,10 @@ class DynamoTaskStore(TaskStore):
             raise _failed("UpdateItem", exc) from exc
         except BotoCoreError as exc:
             raise _failed("UpdateItem", exc) from exc
-        return _decode_item(response["Attributes"]) if returning else True
+        before = Status(response["Attributes"]["status"]["S"])
+        self._count(before, to)
+        if not returning:
+            return True
+        old = _decode_item(response["Attributes"])
+        return replace(old, status=to, attempts=old.attempts + (1 if increment_attempts else 0),
+                       **{name: value for name, value in fields.items() if name in _TASK_FIELDS})

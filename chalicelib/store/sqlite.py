@@ -153,7 +153,7 @@ class SqliteTaskStore(TaskStore):
         return _row_to_task(rows[0]) if rows else None
 
     @_reaches_sqlite
-    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]) -> list:
+    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]):
         where, params = [], []
         if status is not None:
             where.append("status = ?")
@@ -166,7 +166,7 @@ class SqliteTaskStore(TaskStore):
             f"SELECT {_COLUMNS} FROM tasks {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, limit),
         )
-        return [_row_to_task(row) for row in rows]
+        return [_row_to_task(row) for row in rows], None  # an index serves every listing whole
 
     @contextlib.contextmanager
     def batch(self, durable: bool = True):
