@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Tuple
 
-from chalicelib.store.dynamodb import BY_DUE, BY_STATUS, BY_TIME, TABLE_SCHEMA, TTL_ATTRIBUTE
+from chalicelib.store.dynamodb import BY_DUE, BY_OUTCOME, BY_TIME, TABLE_SCHEMA, TTL_ATTRIBUTE
 from deploy import operations
 
 API_FUNCTION = "APIHandler"
@@ -178,9 +178,9 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
              "Resource": [_arn("TasksQueue"), _arn("TasksDeadLetterQueue")]},
             {"Effect": "Allow",
              "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem",
-                        "dynamodb:UpdateItem"],
+                        "dynamodb:UpdateItem", "dynamodb:BatchGetItem"],
              "Resource": table_arn},
-            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns(BY_TIME, BY_STATUS)},
+            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns(BY_TIME, BY_OUTCOME)},
         ]),
         worker_role: _role_policy(worker_role, [
             _log_statement("WorkerLogGroup"),
@@ -194,7 +194,9 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         recovery_role: _role_policy(recovery_role, [
             _log_statement("RecoveryLogGroup"),
             {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksQueue")},
-            {"Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": table_arn},
+            {"Effect": "Allow",
+             "Action": ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"],
+             "Resource": table_arn},
             {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns(BY_DUE)},
         ]),
     }

@@ -151,7 +151,7 @@ def test_code_calls_only_what_each_role_allows(cloud, template, monkeypatch):
     client.lambda_.invoke("process_tasks", event)
     worker_calls = set(calls)
     monkeypatch.setenv("TASKS_STALE_AFTER_S", "1")
-    post_task(client, {"action": "sum"})
+    post_task(client, {"action": "sum"}, headers={"Idempotency-Key": "watched"})  # recovery watches it
     time.sleep(1.1)
     calls.clear()
     event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event",
