@@ -1,5 +1,6 @@
 """Cost per million tasks on AWS, from handler durations measured here (the cloud
-configuration against moto, in process) and the AWS requests each task makes."""
+configuration against moto, in process), the AWS requests each task makes, and
+the DynamoDB write units bench/capacity.py measures for a task."""
 from __future__ import annotations
 
 import collections
@@ -21,12 +22,7 @@ PRICES = {
     "dynamodb_per_million_read_units": 0.125,
 }
 LAMBDA_MEMORY_GB = 128 / 1024
-# Write units per UpdateItem/PutItem here: the item (< 1 KB) plus each index whose
-# entry it adds, changes or removes (a status change moves the by_status entry: 2).
-WRITE_UNITS = {"insert": 4, "claim": 5, "finish": 5}
-
-
-def measure(tasks: int = 200) -> dict:
+def measure(tasks: int = 200, write_units_per_task: float = None) -> dict:
     import boto3
     from chalice.test import Client
     from moto import mock_aws
@@ -85,10 +81,10 @@ def measure(tasks: int = 200) -> dict:
         "api_calls_per_task": {k: v / tasks for k, v in sorted(api_calls.items())},
         "worker_calls_per_task": {k: v / handled for k, v in sorted(worker_calls.items())},
     }
-    return {**measured, **per_million(measured)}
+    return {**measured, **per_million(measured, write_units_per_task)}
 
 
-def per_million(measured: dict, work_ms_per_task: float = 100.0) -> dict:
+def per_million(measured: dict, write_units_per_task: float, work_ms_per_task: float = 100.0) -> dict:
     """Dollars per million tasks: each task is one POST; the worker runs batches of 5
     with the seed's 100 ms of simulated work per task on top of the measured time."""
     million = 1_000_000
@@ -98,7 +94,7 @@ def per_million(measured: dict, work_ms_per_task: float = 100.0) -> dict:
     worker_gb_s = batches * worker_s * LAMBDA_MEMORY_GB
     # The worker's receives and deletes are made by Lambda's poller: one each per batch.
     sqs_requests = million * measured["api_calls_per_task"].get("sqs:SendMessage", 0) + 2 * batches
-    write_units = million * sum(WRITE_UNITS.values())
+    write_units = million * write_units_per_task
     costs = {
         "api_gateway": million / 1e6 * PRICES["api_gateway_per_million"],
         "lambda_api": million / 1e6 * PRICES["lambda_per_million_requests"] + api_gb_s * PRICES["lambda_per_gb_second"],

@@ -23,7 +23,7 @@ REPORT = ROOT / "docs" / "benchmarks.md"
 
 
 def collect(quick: bool) -> dict:
-    from bench import cold_start, cost, drain, latency, listing, sqlite_limit, submit
+    from bench import capacity, cold_start, cost, drain, latency, listing, sqlite_limit, submit
 
     n = 300 if quick else 2000
     figures: dict = {"machine": machine(), "quick": quick,
@@ -57,7 +57,11 @@ def collect(quick: bool) -> dict:
     figures["get_tasks_latency"] = step("GET /tasks", lambda: {
         str(size): listing.measure(size, runs=100 if quick else 200) for size in sizes})
     figures["cold_start"] = step("cold start", lambda: cold_start.measure(5 if quick else 9))
-    figures["cost"] = step("cost", lambda: cost.measure(50 if quick else 200))
+    figures["capacity"] = step("DynamoDB capacity, before and after", lambda: capacity.measure(
+        300 if quick else 10_000))
+    units = {side: figures["capacity"][side]["write_units_per_task"] for side in ("before", "after")}
+    figures["cost"] = step("cost", lambda: cost.measure(50 if quick else 200, units["after"]))
+    figures["cost_before"] = cost.per_million(figures["cost"], units["before"])
     return figures
 
 
@@ -129,11 +133,50 @@ def table(f: dict) -> list:
                  f"{_fmt(c['first_use_local']['median_ms'])} / {_fmt(c['first_use_cloud']['median_ms'])} ms",
                  "cloud loads boto3, local does not" if not c["first_use_local"]["boto3_loaded"] else "", ""))
     rows.append(("Deployment package", f"{c['package_bytes'] / 1024:.0f} KiB", "", ""))
+    rows += capacity_rows(f)
     cost = f["cost"]
-    rows.append(("Cost per million tasks on AWS", f"${cost['cost_per_million_tasks_usd']['total']:.2f}",
-                 ", ".join(f"{k} ${v:.2f}" for k, v in cost["cost_per_million_tasks_usd"].items() if k != "total"),
-                 cost["prices"]["date"]))
+    total = cost["cost_per_million_tasks_usd"]["total"]
+    before = f.get("cost_before", {}).get("cost_per_million_tasks_usd", {}).get("total")
+    rows.append(("Cost per million tasks on AWS", f"${total:.2f}",
+                 ", ".join(f"{k} ${v:.2f}" for k, v in cost["cost_per_million_tasks_usd"].items() if k != "total")
+                 + (f"; before ${before:.2f}" if before is not None else "") + f" ({cost['prices']['date']})",
+                 _verdict(total <= 8.50, "≤ $8.50")))
     return rows
+
+
+def capacity_rows(f: dict) -> list:
+    if "capacity" not in f:
+        return []
+    c = f["capacity"]
+    after, before, big = c["after"], c["before"], c["big"]
+    n = f"{after['tasks']:,}"
+    stats_big = f"stats_read_units_at_{big}"
+    places = lambda side: ", ".join(f"{k} {v:.2f}" for k, v in side["write_units_per_task_by_place"].items())
+    shares = lambda side: ", ".join(f"{k} {v['hottest_share']:.3f}" for k, v in side["partitions"].items())
+    return [
+        ("DynamoDB write units per task, submit to completed, seed payload",
+         f"{after['write_units_per_task']:.2f} ({places(after)})",
+         f"before {before['write_units_per_task']:.2f} ({places(before)})",
+         _verdict(after["write_units_per_task"] <= 6, "≤ 6")),
+        (f"Hottest partition key's share of writes at {n} tasks, per table and index",
+         f"{after['ceiling']['worst_share']:.3f} ({shares(after)})",
+         f"before {before['ceiling']['worst_share']:.3f} ({shares(before)})",
+         _verdict(after["ceiling"]["worst_share"] <= 1 / 16, "≤ 1/16 (0.0625)")),
+        ("Throughput ceiling that share implies, at 1,000 WCU/s a partition, tasks/s",
+         f"{after['ceiling']['tasks_per_s']:,.0f} (hottest: {after['ceiling']['where']})",
+         f"before {before['ceiling']['tasks_per_s']:,.0f} (hottest: {before['ceiling']['where']})",
+         _verdict(after["ceiling"]["tasks_per_s"] >= 10_000, "≥ 10,000")),
+        (f"/stats read units at {n} / {big:,} tasks",
+         f"{after['stats_read_units']:g} / {after[stats_big]:g}",
+         f"before {before['stats_read_units']:g} / {before[stats_big]:,.0f} (1M: scaled from {n}, the Query "
+         "reads every task's entry)",
+         _verdict(after["stats_read_units"] == after[stats_big] and after[stats_big] <= 10, "the same, ≤ 10")),
+        ("GET /tasks read units, one page of 100: all / status=completed / status=failed",
+         f"{after['list_read_units']:g} / {after['list_completed_read_units']:g} / "
+         f"{after['list_failed_read_units']:g}",
+         f"before {before['list_read_units']:g} / {before['list_completed_read_units']:g} / "
+         f"{before['list_failed_read_units']:g}", "what the sharding costs readers"),
+    ]
 
 
 def _verdict(ok: bool, target: str) -> str:

@@ -19,7 +19,7 @@ def test_small_runs_return_figures():
 
 
 def test_the_cloud_configuration_runs_in_the_cost_and_cold_start_benchmarks():
-    assert cost.measure(3)["cost_per_million_tasks_usd"]["total"] > 0
+    assert cost.measure(3, write_units_per_task=5.0)["cost_per_million_tasks_usd"]["total"] > 0
     first_use = ("import app; from chalicelib import factory; "
                  "factory.store(factory.current_settings()); factory.aws_client('sqs', 'request')")
     figure = cold_start._time_import(first_use, cold_start.CLOUD, 1)
@@ -29,10 +29,31 @@ def test_the_cloud_configuration_runs_in_the_cost_and_cold_start_benchmarks():
 def test_cost_is_computed_from_measured_figures():
     measured = {"api_handler_ms": 10.0, "worker_batch_ms": 50.0, "worker_batch_size": 5,
                 "api_calls_per_task": {"sqs:SendMessage": 1.0, "dynamodb:PutItem": 1.0}}
-    result = cost.per_million(measured)["cost_per_million_tasks_usd"]
+    result = cost.per_million(measured, 14)["cost_per_million_tasks_usd"]
     assert result["api_gateway"] == 3.5
     assert result["dynamodb"] == 8.75  # 14 write units a task at $0.625 a million
     assert math.isclose(result["total"], sum(v for k, v in result.items() if k != "total"), abs_tol=0.02)
+
+
+def test_the_capacity_probe_bills_writes_and_reads_from_the_calls_it_records():
+    from bench import capacity
+    from bench.common import ROOT
+
+    figures = capacity._probe(ROOT, 20, [1000])
+    # Every task writes its item three times (submit, claim, outcome) and its time entry once.
+    assert figures["write_units_per_task_by_place"]["by_time"] == 1.0
+    assert figures["write_units_per_task_by_place"]["table"] >= 3.0
+    assert figures["counts"] == {"completed": 20}
+    assert figures["stats_read_units"] == figures["stats_read_units_at_1000"] > 0
+    assert 0 < capacity.ceiling(figures)["worst_share"] <= 1
+
+
+def test_item_sizes_follow_dynamodbs_rules():
+    from bench.capacity_probe import item_size
+
+    assert item_size({"id": {"S": "abc"}}) == 5
+    assert item_size({"n": {"N": "12345"}}) == 1 + 4
+    assert item_size({"m": {"M": {"a": {"S": "xy"}}}}) == 1 + 3 + 1 + 2 + 1
 
 
 def test_table_reports_targets_met_and_missed():

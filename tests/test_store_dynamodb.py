@@ -108,7 +108,7 @@ def test_counts_read_the_same_items_at_any_number_of_tasks(store, dynamodb):
 
     for n in range(5):
         store.insert(make_task(offset_us=n))
-    now = utcnow().replace(hour=12)  # past the hour's margin after midnight
+    now = utcnow().replace(hour=12)  # past the margin after midnight
     store.fold_counts(now)
     dynamodb.batch_get_item = recorded
     assert store._counts.read(now) == {"queued": 5}

@@ -12,9 +12,10 @@ failed and cancelled are counted by the day they were recorded, and a day
 stops counting once it is `retention_days` old, when its first tasks expire.
 Queued and running are counted since the table began.
 
-The scheduled function folds each day, once it has been over for an hour, into
-one roll-up item, so a read takes the roll-up and today's counter items (and
-yesterday's, in the first hour): 1 + SHARDS items, whatever the number of tasks.
+The scheduled function folds each day, once it has been over for a few minutes,
+into one roll-up item, so a read takes the roll-up and today's counter items
+(and yesterday's, in a day's first minutes): 1 + SHARDS items, whatever the
+number of tasks.
 
 The counts are approximate: a change is counted when its batch ends, after it
 is stored, and a crash in between loses its count. The total never exceeds the
@@ -29,11 +30,12 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from chalicelib.tasks import FINAL, Status
 
-SHARDS = 8
+SHARDS = 16
 PREFIX = "counts#"
 ROLLUP_ID = PREFIX + "rollup"
 LIVE = tuple(status.value for status in Status if not status.is_final)  # counted since the start
 WINDOWED = tuple(status.value for status in sorted(FINAL, key=lambda s: s.value))  # counted per day
+FOLD_MARGIN = timedelta(minutes=5)
 KEEP_DAYS_AFTER_RETENTION = 7  # counter items outlive their window by this much, for a late fold
 
 
@@ -140,9 +142,9 @@ class StatusCounts:
         return never_above_total(counted)
 
     def fold(self, now: datetime) -> int:
-        """Fold the days that have been over for an hour (a margin for batches that
-        end late) into the roll-up item; how many days it folded."""
-        last = _day(now - timedelta(hours=1)) - timedelta(days=1)
+        """Fold the days that have been over for FOLD_MARGIN (for a batch that read
+        the clock just before midnight) into the roll-up item; how many days it folded."""
+        last = _day(now - FOLD_MARGIN) - timedelta(days=1)
         rollup = self._rollup()
         first = self._first_unfolded(rollup, _day(now))
         if first > last:

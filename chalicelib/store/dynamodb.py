@@ -45,7 +45,7 @@ from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.store.dynamo_counts import StatusCounts
 from chalicelib.tasks import Status, Task, from_micros, to_micros
 
-SHARDS = 16
+SHARDS = 32
 KEY_PREFIX = "idempotency-key#"
 BY_TIME = "by_time"
 BY_OUTCOME = "by_outcome"
