@@ -236,6 +236,9 @@ def _document() -> dict:
             "Stats": {
                 "type": "object",
                 "required": ["counts", "total", "queue", "oldest_queued_age_seconds"],
+                "description": "Exact on SQLite. On DynamoDB the counts are approximate, from counter items "
+                               "that each request or worker batch adds to when it ends: they lag by a batch "
+                               "and never add up to more than the tasks counted in.",
                 "properties": {
                     "counts": {"type": "object", "required": statuses,
                                "additionalProperties": {"type": "integer", "minimum": 0}},
@@ -243,7 +246,11 @@ def _document() -> dict:
                     "queue": {"type": ["object", "null"], "properties": {
                         "waiting": {"type": "integer"}, "in_flight": {"type": "integer"},
                         "dead_letter": {"type": ["integer", "null"]}}},
-                    "oldest_queued_age_seconds": {"type": ["number", "null"]},
+                    "oldest_queued_age_seconds": {
+                        "type": ["number", "null"],
+                        "description": "null when nothing is queued, or on the cloud stage, whose table keeps "
+                                       "no index of queued tasks (the queue's ApproximateAgeOfOldestMessage "
+                                       "metric has it)"},
                 },
             },
             "Problem": {

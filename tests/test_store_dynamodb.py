@@ -123,3 +123,35 @@ def test_counts_never_exceed_the_net_number_counted_in():
     # Read mid-move: a claim's -1 queued seen, the submit's +1 not yet.
     assert never_above_total(Counter(queued=-1, running=1)) == {}
     assert never_above_total(Counter(queued=-1, running=2, completed=3)) == {"running": 2, "completed": 2}
+
+
+def test_a_batch_adds_its_counts_in_one_write(store, dynamodb):
+    tasks = [make_task(offset_us=n) for n in range(5)]
+    for task in tasks:
+        store.insert(task)
+    counter_writes = []
+    real = dynamodb.update_item
+
+    def recorded(**request):
+        if request["Key"]["id"]["S"].startswith("counts#"):
+            counter_writes.append(request)
+        return real(**request)
+
+    dynamodb.update_item = recorded
+    with store.batch():
+        for task in tasks:
+            store.claim(task.id, utcnow())
+    assert len(counter_writes) == 1
+    assert store.count_by_status() == {"running": 5}
+
+
+def test_a_count_that_cannot_be_added_does_not_fail_the_stored_change(store, monkeypatch):
+    from chalicelib.store import StoreError
+
+    def unavailable(*args):
+        raise StoreError("throttled")
+
+    monkeypatch.setattr(store._counts, "add", unavailable)
+    task = make_task()
+    store.insert(task)
+    assert store.get(task.id).status is Status.QUEUED

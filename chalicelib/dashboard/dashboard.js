@@ -57,8 +57,10 @@ function formatTime(value) {
   return date.toLocaleString(undefined, { hour12: false }) + "." + String(date.getMilliseconds()).padStart(3, "0");
 }
 
-function formatAge(seconds) {
-  if (seconds === null || seconds === undefined) return "none";
+function formatAge(seconds, queued) {
+  // The DynamoDB store keeps no index of queued tasks: the queue's CloudWatch
+  // metric ApproximateAgeOfOldestMessage has the age there.
+  if (seconds === null || seconds === undefined) return queued ? "see CloudWatch" : "none";
   if (seconds < 60) return seconds.toFixed(1) + " s";
   if (seconds < 3600) return (seconds / 60).toFixed(1) + " min";
   return (seconds / 3600).toFixed(1) + " h";
@@ -78,7 +80,7 @@ async function refreshStats() {
   text($("queue-waiting"), queue.waiting ?? "?");
   text($("queue-in-flight"), queue.in_flight ?? "?");
   text($("queue-dead"), queue.dead_letter ?? "?");
-  text($("oldest-age"), formatAge(stats.oldest_queued_age_seconds));
+  text($("oldest-age"), formatAge(stats.oldest_queued_age_seconds, stats.counts.queued));
 }
 
 function badge(status) {

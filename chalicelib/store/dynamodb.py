@@ -41,6 +41,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib import logs
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.store.dynamo_counts import StatusCounts
 from chalicelib.tasks import Status, Task, from_micros, to_micros
@@ -197,7 +198,7 @@ class DynamoTaskStore(TaskStore):
         finally:
             self._pending.depth = depth
             if depth == 0:
-                self._counts.add(self._pending.changes, datetime.now(timezone.utc))
+                self._add_counts(self._pending.changes)
 
     def _count(self, left: Optional[Status], entered: Optional[Status]) -> None:
         changes = Counter()
@@ -208,7 +209,16 @@ class DynamoTaskStore(TaskStore):
         if getattr(self._pending, "depth", 0):
             self._pending.changes.update(changes)
         else:
+            self._add_counts(changes)
+
+    def _add_counts(self, changes: Counter) -> None:
+        # The change itself is stored: a count that cannot be added is lost (the
+        # counts are approximate), and must not turn the stored change into an error.
+        try:
             self._counts.add(changes, datetime.now(timezone.utc))
+        except StoreError as exc:
+            logs.problem("counts not updated; /stats will be off by this change",
+                         error=str(exc), changes=dict(changes))
 
     def count_by_status(self) -> dict:
         """Approximate counts from the counter items: O(1) reads (see dynamo_counts)."""
