@@ -155,3 +155,26 @@ def test_a_count_that_cannot_be_added_does_not_fail_the_stored_change(store, mon
     task = make_task()
     store.insert(task)
     assert store.get(task.id).status is Status.QUEUED
+
+
+def test_folded_days_keep_queued_and_running_and_drop_finished_counts_past_retention(dynamodb):
+    from collections import Counter
+    from datetime import datetime, timedelta, timezone
+
+    from chalicelib.store.dynamo_counts import StatusCounts
+
+    counts = StatusCounts(dynamodb, "tasks", retention_days=3, failed=lambda op, exc: exc)
+    day = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+    counts.add(Counter(queued=5), day)
+    counts.add(Counter(queued=-3, running=3), day)
+    counts.add(Counter(running=-2, completed=2), day)
+    assert counts.read(day) == {"queued": 2, "running": 1, "completed": 2}
+    next_day = day + timedelta(days=1)
+    assert counts.fold(next_day) > 0 and counts.fold(next_day) == 0  # folded once
+    counts.add(Counter(running=-1, failed=1), next_day)
+    assert counts.read(next_day) == {"queued": 2, "completed": 2, "failed": 1}
+    # The first day's finished tasks expire three days on; the queued ones stay counted.
+    later = day + timedelta(days=3)
+    counts.fold(later)
+    assert counts.read(later) == {"queued": 2, "failed": 1}
+    assert counts.read(later + timedelta(days=1)) == {"queued": 2}
