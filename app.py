@@ -1,9 +1,9 @@
 from chalice import Chalice, NotFoundError, Rate, Response
 
-from chalicelib import cli, correlation, dashboard, factory, http_errors, openapi
+from chalicelib import actions, cli, correlation, dashboard, factory, http_errors, openapi
 from chalicelib.local import runtime
 from chalicelib.validation import (media_type_problem, parse_idempotency_key, parse_list_query,
-                                   parse_new_task, parse_no_input)
+                                   parse_new_task, parse_no_input, parse_series_query)
 
 app = Chalice(app_name="task-queue")
 
@@ -88,6 +88,13 @@ def retry_task(task_id):
 @http_errors.translated
 def stats():
     return factory.service().stats()
+
+
+@app.route("/stats/series", methods=["GET"])
+@http_errors.translated
+def stats_series():
+    query = parse_series_query(app.current_request.query_params, actions.ACTIONS)
+    return factory.service().series(query)
 
 
 @app.route("/", methods=["GET"])

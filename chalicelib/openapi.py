@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 
+from chalicelib import actions, series
 from chalicelib.store.base import CURSOR_PATTERN
 from chalicelib.tasks import Status
 from chalicelib.validation import (ACTION_PATTERN, DEFAULT_LIMIT, MAX_ACTION_LENGTH, MAX_DEPTH, MAX_KEY_LENGTH,
@@ -159,6 +160,29 @@ def _document() -> dict:
                     "responses": {"200": _ok("The figures", "Stats"), "503": _UNAVAILABLE},
                 },
             },
+            "/stats/series": {
+                "get": {
+                    "operationId": "statsSeries",
+                    "summary": "Per minute: tasks completed, failed and cancelled; queue wait and run time "
+                               "p50/p95/p99",
+                    "description": "Read from per-minute records that each outcome adds to when it is "
+                                   "written, so the cost depends on the window, not on the tasks stored. "
+                                   "Percentiles come from logarithmic histograms (eight buckets a doubling: "
+                                   "within about 5%). Actions other than the known ones are counted as "
+                                   "\"other\".",
+                    "parameters": [
+                        {"name": "minutes", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": series.MAX_MINUTES, "default": 60}},
+                        {"name": "action", "in": "query", "required": False,
+                         "schema": {"type": "string", "enum": sorted(actions.ACTIONS) + [series.OTHER_ACTION]}},
+                    ],
+                    "responses": {
+                        "200": _ok("One point a minute, oldest first", "Series"),
+                        "400": _problem("minutes out of range, or an unknown action"),
+                        "503": _UNAVAILABLE,
+                    },
+                },
+            },
             "/": {
                 "get": {
                     "operationId": "dashboard",
@@ -252,6 +276,29 @@ def _document() -> dict:
                                        "no index of queued tasks (the queue's ApproximateAgeOfOldestMessage "
                                        "metric has it)"},
                 },
+            },
+            "Series": {
+                "type": "object",
+                "required": ["minutes", "action", "points"],
+                "properties": {
+                    "minutes": {"type": "integer"},
+                    "action": {"type": ["string", "null"]},
+                    "points": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["minute", "completed", "failed", "cancelled", "wait_ms", "run_ms"],
+                        "properties": {
+                            "minute": {"type": "string", "format": "date-time"},
+                            **{outcome: {"type": "integer", "minimum": 0} for outcome in series.OUTCOMES},
+                            "wait_ms": {"$ref": "#/components/schemas/Percentiles"},
+                            "run_ms": {"$ref": "#/components/schemas/Percentiles"},
+                        },
+                    }},
+                },
+            },
+            "Percentiles": {
+                "type": ["object", "null"],
+                "description": "null in a minute with no such time recorded",
+                "properties": {name: {"type": "number", "minimum": 0} for name, _ in series.PERCENTILES},
             },
             "Problem": {
                 "type": "object",

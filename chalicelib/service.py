@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Optional, Tuple
 
-from chalicelib import logs
+from chalicelib import logs, series
 from chalicelib.queue import PublishError, TaskQueue
 from chalicelib.store import KeyRecord, TaskExists, TaskStore
 from chalicelib.tasks import Page, Status, Task, utcnow
-from chalicelib.validation import ListQuery, NewTask
+from chalicelib.validation import ListQuery, NewTask, SeriesQuery
 
 class QueueUnavailable(RuntimeError):
     """The task could not be queued now; the message says whether it was kept."""
@@ -162,6 +162,12 @@ class TaskService:
             "queue": queue,
             "oldest_queued_age_seconds": age,
         }
+
+    def series(self, query: SeriesQuery) -> dict:
+        """Per-minute throughput by outcome, queue wait and run time percentiles."""
+        now = utcnow()
+        records = self._store.minutes(series.minute_of(now) - query.minutes + 1, query.action)
+        return series.window(records, now, query.minutes, query.action)
 
     def retry(self, task_id: str) -> Task:
         """Queue a failed task again for a fresh series of attempts."""

@@ -5,7 +5,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from chalicelib.store.base import decode_cursor
 from chalicelib.tasks import Status
@@ -178,3 +178,25 @@ def parse_list_query(params: Optional[Mapping[str, str]]) -> ListQuery:
     if cursor is not None:
         decode_cursor(cursor)  # raises InvalidCursor: a 400 before any query runs
     return ListQuery(status=status, limit=limit, cursor=cursor)
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    minutes: int
+    action: Optional[str]
+
+
+def parse_series_query(params: Optional[Mapping[str, str]], actions: Iterable[str]) -> SeriesQuery:
+    """?minutes=N (1 to 1440, default 60) and ?action=NAME (a known action, or "other")."""
+    from chalicelib import series
+
+    params = params or {}
+    raw = params.get("minutes", "60")
+    if not raw.isdigit() or not 1 <= int(raw) <= series.MAX_MINUTES:
+        raise InvalidInput(f"minutes must be a whole number from 1 to {series.MAX_MINUTES}; got {raw!r}")
+    action = params.get("action")
+    allowed = sorted(actions) + [series.OTHER_ACTION]
+    if action is not None and action not in allowed:
+        raise InvalidInput(f"action must be one of {', '.join(allowed)} (other: every action not listed); "
+                           f"got {action!r}")
+    return SeriesQuery(int(raw), action)

@@ -249,3 +249,21 @@ class StoreContract:
         assert store.get(retried.id).status is Status.QUEUED
         assert {task.id for task in store.list().tasks} == {recent.id, retried.id}
         assert [task.id for task in store.list(Status.FAILED).tasks] == [recent.id]
+
+    def test_outcomes_add_to_their_minutes_figures(self, store):
+        from chalicelib import series
+
+        now = utcnow()
+        done, broken, dropped = make_task(), make_task(offset_us=1), make_task(offset_us=2)
+        for task in (done, broken, dropped):
+            store.insert(task)
+        for task, outcome in ((done, Status.COMPLETED), (broken, Status.FAILED)):
+            claimed = store.claim(task.id, now)
+            store.finish(task.id, claimed.attempts, outcome, now + timedelta(milliseconds=40))
+        store.cancel(dropped.id, now)
+        minute = series.minute_of(now)
+        figures = series.window(store.minutes(minute - 1), now, 2)["points"][-1]
+        assert (figures["completed"], figures["failed"], figures["cancelled"]) == (1, 1, 1)
+        assert 38 <= figures["run_ms"]["p50"] <= 42  # two runs of 40 ms, within a bucket
+        assert store.minutes(minute - 1, "uppercase") == {}
+        assert sum(store.minutes(minute - 1, "sum")[(minute, "sum")].values()) > 0

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, ContextManager, Iterable, List, Optional, Tuple, TypeVar
 
+from chalicelib import series
 from chalicelib.tasks import FINAL, Page, Status, Task, from_micros, sources_of, to_micros
 
 T = TypeVar("T")
@@ -140,6 +141,20 @@ class TaskStore(ABC):
         """Delete up to `limit` final tasks that finished at or before `before`, in one
         short transaction; how many (a store whose own expiry deletes them does nothing)."""
 
+    def _finished(self, task: Task) -> None:
+        from chalicelib import actions  # the names worth a record of their own
+
+        self._add_minutes(series.record_of(task, actions.ACTIONS))
+
+    @abstractmethod
+    def _add_minutes(self, records: series.Records) -> None:
+        """Add finished tasks' figures to their minutes' records (in the same
+        transaction as the outcome, where the backend has one)."""
+
+    @abstractmethod
+    def minutes(self, since_minute: int, action: Optional[str] = None) -> series.Records:
+        """The records of the minutes from `since_minute` on, for one action or all."""
+
     def fold_counts(self, now: datetime) -> int:
         """Compact the store's counters, where it keeps any (a scheduled pass); how
         many units it folded."""
@@ -206,10 +221,13 @@ class TaskStore(ABC):
         attempt has taken the task over or it is already final."""
         if not to.is_final:
             raise ValueError(f"{to.value} is not a final status")
-        done = self._move(task_id, sources_of(to), to,
-                          {"finished_at": now, "result": result, "error": error, "due_at": None},
-                          expect_attempts=attempt, returning=False)
-        return bool(done)
+        with self.batch():
+            done = self._move(task_id, sources_of(to), to,
+                              {"finished_at": now, "result": result, "error": error, "due_at": None},
+                              expect_attempts=attempt)
+            if done is not None:
+                self._finished(done)
+        return done is not None
 
     def requeue(self, task_id: str, attempt: int, due_at: datetime, error: Optional[str] = None,
                 frm: Iterable[Status] = (Status.RUNNING,)) -> Optional[Task]:
@@ -245,8 +263,12 @@ class TaskStore(ABC):
 
     def cancel(self, task_id: str, now: datetime) -> Optional[Task]:
         """Cancel a queued task; None if it was not queued."""
-        return self._move(task_id, {Status.QUEUED}, Status.CANCELLED,
-                          {"finished_at": now, "due_at": None})
+        with self.batch():
+            cancelled = self._move(task_id, {Status.QUEUED}, Status.CANCELLED,
+                                   {"finished_at": now, "due_at": None})
+            if cancelled is not None:
+                self._finished(cancelled)
+        return cancelled
 
     def due(self, now: datetime, limit: int = 100) -> List[Task]:
         """Tasks that are not final and have outstayed their due time."""

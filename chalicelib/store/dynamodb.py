@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import json
+import random
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib import logs
+from chalicelib import logs, series
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.store.dynamo_counts import StatusCounts
 from chalicelib.tasks import Status, Task, from_micros, to_micros
@@ -57,6 +58,8 @@ OUTCOMES_INDEXED = frozenset({Status.FAILED, Status.CANCELLED})
 # request, then returns what it found with a cursor to go on from.
 MAX_WALK = 1000
 BATCH_GET = 100  # BatchGetItem's limit
+SERIES_PREFIX = "series#"
+SERIES_SHARDS = 4
 
 
 def _keys_only(name: str, partition: str, sort: str) -> dict:
@@ -191,7 +194,7 @@ class DynamoTaskStore(TaskStore):
         """The calls inside add their counter changes in one UpdateItem at the end."""
         depth = getattr(self._pending, "depth", 0)
         if depth == 0:
-            self._pending.changes = Counter()
+            self._pending.changes, self._pending.minutes = Counter(), {}
         self._pending.depth = depth + 1
         try:
             yield
@@ -199,6 +202,7 @@ class DynamoTaskStore(TaskStore):
             self._pending.depth = depth
             if depth == 0:
                 self._add_counts(self._pending.changes)
+                self._write_minutes(self._pending.minutes)
 
     def _count(self, left: Optional[Status], entered: Optional[Status]) -> None:
         changes = Counter()
@@ -219,6 +223,48 @@ class DynamoTaskStore(TaskStore):
         except StoreError as exc:
             logs.problem("counts not updated; /stats will be off by this change",
                          error=str(exc), changes=dict(changes))
+
+    def _add_minutes(self, records) -> None:
+        if getattr(self._pending, "depth", 0):
+            series.merge(self._pending.minutes, records)
+        else:
+            self._write_minutes(records)
+
+    def _write_minutes(self, records) -> None:
+        """One UpdateItem per minute: ADD to `series#<minute>#<shard>`, one of
+        SERIES_SHARDS items so that no one item takes every batch of a minute."""
+        by_minute: dict = {}
+        for (minute, action), figures in records.items():
+            for key, count in figures.items():
+                by_minute.setdefault(minute, Counter())[f"{action}~{key}"] += count
+        for minute, figures in by_minute.items():
+            names = {f"#f{number}": name for number, name in enumerate(figures)}
+            values = {f":f{number}": {"N": str(count)} for number, count in enumerate(figures.values())}
+            names["#exp"] = TTL_ATTRIBUTE
+            values[":exp"] = {"N": str((minute + series.KEEP_MINUTES) * 60)}
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"id": {"S": f"{SERIES_PREFIX}{minute}#{random.randrange(SERIES_SHARDS)}"}},
+                    UpdateExpression="ADD " + ", ".join(f"#f{n} :f{n}" for n in range(len(figures)))
+                    + " SET #exp = if_not_exists(#exp, :exp)",
+                    ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            except (BotoCoreError, ClientError) as exc:  # figures, like counts, are not worth failing a change
+                logs.problem("per-minute figures not updated", error=str(exc), minute=minute)
+
+    def minutes(self, since_minute: int, action: Optional[str] = None):
+        now = series.minute_of(datetime.now(timezone.utc))
+        ids = [f"{SERIES_PREFIX}{minute}#{shard}" for minute in range(since_minute, now + 1)
+               for shard in range(SERIES_SHARDS)]
+        records: dict = {}
+        for item in self._fetch(ids).values():
+            minute = int(item["id"]["S"].split("#")[1])
+            for name, value in item.items():
+                if "~" in name:
+                    owner, key = name.rsplit("~", 1)
+                    if action is None or owner == action:
+                        records.setdefault((minute, owner), Counter())[key] += int(value["N"])
+        return records
 
     def count_by_status(self) -> dict:
         """Approximate counts from the counter items: O(1) reads (see dynamo_counts)."""

@@ -5,9 +5,11 @@ import contextlib
 import functools
 import json
 import sqlite3
+from collections import Counter
 from datetime import datetime
 from typing import Callable, Optional, Tuple, TypeVar
 
+from chalicelib import series
 from chalicelib.sqlite_db import Database
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.tasks import FINAL, Status, Task, from_micros, to_micros
@@ -59,6 +61,15 @@ MIGRATIONS = (
     # Version 5: the id of the request that made the task.
     (5, (
         "ALTER TABLE tasks ADD COLUMN request_id TEXT",
+    )),
+    # Version 6: per-minute figures of finished tasks (chalicelib/series.py).
+    (6, (
+        """CREATE TABLE IF NOT EXISTS task_minutes (
+            minute INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            figures TEXT NOT NULL,
+            PRIMARY KEY (minute, action)
+        )""",
     )),
 )
 
@@ -232,7 +243,27 @@ class SqliteTaskStore(TaskStore):
             (to_micros(before), *finals, limit))
 
     @_reaches_sqlite
+    def _add_minutes(self, records: series.Records) -> None:
+        with self._db.transaction() as conn:
+            for (minute, action), figures in records.items():
+                row = conn.execute("SELECT figures FROM task_minutes WHERE minute = ? AND action = ?",
+                                   (minute, action)).fetchone()
+                merged = Counter(json.loads(row[0])) + figures if row else figures
+                conn.execute("INSERT OR REPLACE INTO task_minutes (minute, action, figures) VALUES (?, ?, ?)",
+                             (minute, action, json.dumps(merged)))
+
+    @_reaches_sqlite
+    def minutes(self, since_minute: int, action: Optional[str] = None) -> series.Records:
+        sql, params = "SELECT minute, action, figures FROM task_minutes WHERE minute >= ?", [since_minute]
+        if action is not None:
+            sql += " AND action = ?"
+            params.append(action)
+        return {(minute, name): Counter(json.loads(figures)) for minute, name, figures in self._db.query(sql, params)}
+
+    @_reaches_sqlite
     def purge_expired_keys(self, now: datetime) -> int:
+        self._db.execute("DELETE FROM task_minutes WHERE minute < ?",
+                         (series.minute_of(now) - series.KEEP_MINUTES,))
         return self._db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (to_micros(now),))
 
     @_reaches_sqlite
