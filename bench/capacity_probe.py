@@ -130,10 +130,14 @@ class Meter:
 
     def batch_get_item(self, **request):
         response = self._client.batch_get_item(**request)
-        for table, items in response.get("Responses", {}).items():
-            consistent = request["RequestItems"][table].get("ConsistentRead", False)
+        for table, asked in request["RequestItems"].items():
+            consistent = asked.get("ConsistentRead", False)
+            items = response.get("Responses", {}).get(table, [])
             for item in items:
                 self._read(item_size(item), consistent)
+            unprocessed = len(response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+            for _ in range(len(asked["Keys"]) - len(items) - unprocessed):
+                self._read(0, consistent)  # a key with no item still costs the minimum
         return response
 
     def query(self, **request):
@@ -213,6 +217,11 @@ def main(tasks: int, stats_at: list) -> dict:
             "list_completed_read_units": reads(lambda: store.list(_status("completed"), limit=100)),
             "list_failed_read_units": reads(lambda: store.list(_status("failed"), limit=100)),
         }
+        if hasattr(store, "minutes"):  # GET /stats/series?minutes=60
+            from datetime import datetime, timezone
+            from chalicelib import series
+            figures["series_read_units"] = reads(
+                lambda: store.minutes(series.minute_of(datetime.now(timezone.utc)) - 59))
         for extra in stats_at:  # the counts' read cost with `extra` more tasks counted
             grow = getattr(store, "_counts", None)
             if grow is None:

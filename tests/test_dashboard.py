@@ -151,6 +151,21 @@ def test_dashboard_behind_a_stage_prefix(tmp_path, chrome):
             assert "<script>window.pwned=1</script>" in by_id(chrome, "detail-data").text
             assert chrome.execute_script("return window.pwned === undefined")
 
+            # The throughput chart holds what /stats/series says, minute by minute.
+            def chart_matches_series(d):
+                drawn = {(bar.get_attribute("data-minute"), bar.get_attribute("data-outcome")):
+                         int(bar.get_attribute("data-count"))
+                         for bar in d.find_elements("css selector", "#throughput-chart rect")}
+                points = server.call("GET", "/stats/series?minutes=60")[1]["points"]
+                expected = {(p["minute"], outcome): p[outcome] for p in points
+                            for outcome in ("completed", "failed", "cancelled") if p[outcome]}
+                return drawn and drawn == expected
+
+            wait(chrome, chart_matches_series, timeout=30)
+            assert chrome.find_elements("css selector", "#latency-chart path.line")
+            assert by_id(chrome, "queue-dead").text == "0"
+            assert "alert" not in by_id(chrome, "queue-dead").find_element("xpath", "..").get_attribute("class")
+
             chrome.execute_script("window.scrollTo(0, 0)")
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             chrome.save_screenshot(str(SCREENSHOTS / "dashboard.png"))

@@ -4,6 +4,9 @@
 "use strict";
 
 const REFRESH_MS = 2000;
+const SERIES_EVERY = 5;      // the charts refresh every 5th tick: their points are per minute
+const SERIES_MINUTES = 60;
+const SVG = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 20;
 const $ = (id) => document.getElementById(id);
 
@@ -80,6 +83,7 @@ async function refreshStats() {
   text($("queue-waiting"), queue.waiting ?? "?");
   text($("queue-in-flight"), queue.in_flight ?? "?");
   text($("queue-dead"), queue.dead_letter ?? "?");
+  $("queue-dead").parentElement.classList.toggle("alert", (queue.dead_letter || 0) > 0);
   text($("oldest-age"), formatAge(stats.oldest_queued_age_seconds, stats.counts.queued));
 }
 
@@ -156,12 +160,95 @@ async function refreshDetail() {
   showDetail(await api("GET", "tasks/" + encodeURIComponent(state.selected)));
 }
 
+// Charts: inline SVG built with DOM calls; every label is set through textContent.
+function svgNode(name, attributes, parent) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+const CHART = { width: 600, height: 160, left: 34, right: 6, top: 8, bottom: 18 };
+
+function chartFrame(svg, points, yLabels) {
+  svg.replaceChildren();
+  const plotHeight = CHART.height - CHART.top - CHART.bottom;
+  svgNode("line", { class: "axis", x1: CHART.left, y1: CHART.height - CHART.bottom,
+                    x2: CHART.width - CHART.right, y2: CHART.height - CHART.bottom }, svg);
+  for (const [fraction, label] of yLabels) {
+    const y = CHART.top + plotHeight * (1 - fraction);
+    svgNode("line", { class: "axis", x1: CHART.left - 3, y1: y, x2: CHART.left, y2: y }, svg);
+    const node = svgNode("text", { class: "label", x: CHART.left - 5, y: y + 3, "text-anchor": "end" }, svg);
+    node.textContent = label;
+  }
+  const first = svgNode("text", { class: "label", x: CHART.left, y: CHART.height - 4 }, svg);
+  first.textContent = points.length ? new Date(points[0].minute).toTimeString().slice(0, 5) : "";
+  const last = svgNode("text", { class: "label", x: CHART.width - CHART.right, y: CHART.height - 4,
+                                  "text-anchor": "end" }, svg);
+  last.textContent = "now";
+  return plotHeight;
+}
+
+function drawThroughput(points) {
+  const svg = $("throughput-chart");
+  const most = Math.max(1, ...points.map((p) => p.completed + p.failed + p.cancelled));
+  const plotHeight = chartFrame(svg, points, [[0, "0"], [0.5, String(Math.round(most / 2))], [1, String(most)]]);
+  const slot = (CHART.width - CHART.left - CHART.right) / Math.max(1, points.length);
+  points.forEach((point, index) => {
+    let base = CHART.height - CHART.bottom;
+    for (const outcome of ["completed", "failed", "cancelled"]) {
+      const count = point[outcome];
+      if (!count) continue;
+      const height = plotHeight * count / most;
+      base -= height;
+      const bar = svgNode("rect", { class: outcome, x: CHART.left + index * slot + 1, y: base,
+                                     width: Math.max(1, slot - 2), height,
+                                     "data-minute": point.minute, "data-outcome": outcome, "data-count": count }, svg);
+      svgNode("title", {}, bar).textContent = `${formatTime(point.minute)}: ${count} ${outcome}`;
+    }
+  });
+}
+
+function drawLatency(points) {
+  const svg = $("latency-chart");
+  const series = [["wait_ms", "p50", "wait-p50"], ["wait_ms", "p95", "wait-p95"],
+                  ["run_ms", "p50", "run-p50"], ["run_ms", "p95", "run-p95"]];
+  const values = points.flatMap((p) => series.map(([kind, name]) => p[kind] && p[kind][name]))
+    .filter((v) => v !== null && v !== undefined);
+  const top = Math.log10(Math.max(10, ...values) + 1);
+  const plotHeight = chartFrame(svg, points, [[0, "0"], [0.5, String(Math.round(10 ** (top / 2) - 1))],
+                                              [1, String(Math.round(10 ** top - 1))]]);
+  const slot = (CHART.width - CHART.left - CHART.right) / Math.max(1, points.length);
+  for (const [kind, name, css] of series) {
+    let path = "";
+    points.forEach((point, index) => {
+      const value = point[kind] && point[kind][name];
+      if (value === null || value === undefined) return;
+      const x = CHART.left + (index + 0.5) * slot;
+      const y = CHART.top + plotHeight * (1 - Math.log10(value + 1) / top);
+      path += `${path ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
+      svgNode("circle", { class: css, cx: x.toFixed(1), cy: y.toFixed(1), r: 1.5, "data-minute": point.minute,
+                          "data-series": `${kind}.${name}`, "data-value": value }, svg);
+    });
+    if (path) svgNode("path", { class: "line " + css, d: path }, svg);
+  }
+}
+
+let ticks = 0;
+
+async function refreshSeries() {
+  const body = await api("GET", "stats/series?minutes=" + SERIES_MINUTES);
+  drawThroughput(body.points);
+  drawLatency(body.points);
+}
+
 async function refresh() {
   const live = state.page === 0;
   $("live").classList.toggle("paused", !live);
   text($("live"), live ? "live" : "paused on an older page");
   try {
-    await Promise.all([refreshStats(), live ? refreshList() : Promise.resolve(), refreshDetail()]);
+    const charts = ticks++ % SERIES_EVERY === 0 ? refreshSeries() : Promise.resolve();
+    await Promise.all([refreshStats(), live ? refreshList() : Promise.resolve(), refreshDetail(), charts]);
   } catch (error) {
     text($("list-error"), "Could not refresh: " + error.message);
   }
