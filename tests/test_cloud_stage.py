@@ -143,6 +143,8 @@ def test_code_calls_only_what_each_role_allows(cloud, template, monkeypatch):
     client.http.get(f"/tasks/{doomed}")
     stats = json.loads(client.http.get("/stats").body)
     assert stats["counts"]["queued"] == 1 and stats["counts"]["cancelled"] == 1
+    series = json.loads(client.http.get("/stats/series?minutes=5").body)
+    assert sum(point["cancelled"] for point in series["points"]) == 2
     assert stats["queue"]["dead_letter"] == 0
     api_calls = set(calls)
     calls.clear()
