@@ -163,7 +163,7 @@ def test_folded_days_keep_queued_and_running_and_drop_finished_counts_past_reten
 
     from chalicelib.store.dynamo_counts import StatusCounts
 
-    counts = StatusCounts(dynamodb, "tasks", retention_days=3, failed=lambda op, exc: exc)
+    counts = StatusCounts(dynamodb, "tasks", retention_days=3)
     day = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
     counts.add(Counter(queued=5), day)
     counts.add(Counter(queued=-3, running=3), day)

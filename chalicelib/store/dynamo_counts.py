@@ -26,8 +26,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Optional
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.store.dynamo_items import add_numbers, batch_get, failed, is_condition_failure
 from chalicelib.tasks import FINAL, Status
 
 SHARDS = 16
@@ -56,54 +59,26 @@ def _number(item: dict, name: str) -> int:
 
 
 class StatusCounts:
-    def __init__(self, client: Any, table: str, retention_days: float, failed: Any) -> None:
+    def __init__(self, client: Any, table: str, retention_days: float) -> None:
         self._client = client
         self._table = table
         self._retention_days = max(1, int(retention_days))
-        self._failed = failed  # (operation, exception) -> StoreError
 
     def add(self, changes: Counter, now: datetime) -> None:
         """Add net changes {status value: n} to one of today's counter items."""
         changes = {status: n for status, n in changes.items() if n}
-        if not changes:
-            return
-        names = {f"#c{number}": status for number, status in enumerate(changes)}
-        values = {f":c{number}": {"N": str(n)} for number, n in enumerate(changes.values())}
-        names["#exp"] = "expires_at"
-        expires = datetime.combine(_day(now), datetime.min.time(), timezone.utc) + timedelta(
-            days=self._retention_days + KEEP_DAYS_AFTER_RETENTION)
-        values[":exp"] = {"N": str(int(expires.timestamp()))}
-        try:
-            self._client.update_item(
-                TableName=self._table, Key={"id": {"S": item_id(_day(now), random.randrange(SHARDS))}},
-                UpdateExpression="ADD " + ", ".join(f"#c{n} :c{n}" for n in range(len(changes)))
-                + " SET #exp = if_not_exists(#exp, :exp)",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-            )
-        except Exception as exc:
-            raise self._failed("UpdateItem", exc) from exc
-
-    def _get(self, ids: Iterable[str]) -> List[dict]:
-        keys = [{"id": {"S": item}} for item in ids]
-        found = []
-        try:
-            while keys:
-                request = {self._table: {"Keys": keys[:100]}}
-                keys = keys[100:]
-                while request:
-                    response = self._client.batch_get_item(RequestItems=request)
-                    found += response.get("Responses", {}).get(self._table, [])
-                    request = response.get("UnprocessedKeys") or None
-        except Exception as exc:
-            raise self._failed("BatchGetItem", exc) from exc
-        return found
+        if changes:
+            expires = datetime.combine(_day(now), datetime.min.time(), timezone.utc) + timedelta(
+                days=self._retention_days + KEEP_DAYS_AFTER_RETENTION)
+            add_numbers(self._client, self._table, item_id(_day(now), random.randrange(SHARDS)), changes,
+                        int(expires.timestamp()))
 
     def _rollup(self) -> Optional[dict]:
         try:
             return self._client.get_item(TableName=self._table, Key={"id": {"S": ROLLUP_ID}},
                                          ConsistentRead=True).get("Item")
-        except Exception as exc:
-            raise self._failed("GetItem", exc) from exc
+        except (BotoCoreError, ClientError) as exc:
+            raise failed("GetItem", exc) from exc
 
     def _first_unfolded(self, rollup: Optional[dict], today: date) -> date:
         if rollup is not None:
@@ -114,7 +89,7 @@ class StatusCounts:
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         totals: Dict[date, Counter] = {day: Counter() for day in days}
         by_id = {item_id(day, shard): day for day in days for shard in range(SHARDS)}
-        for item in self._get(by_id):
+        for item in batch_get(self._client, self._table, by_id).values():
             day = by_id[item["id"]["S"]]
             for status in LIVE + WINDOWED:
                 totals[day][status] += _number(item, status)
@@ -166,10 +141,12 @@ class StatusCounts:
                      if rollup else {"ConditionExpression": "attribute_not_exists(id)"})
         try:
             self._client.put_item(TableName=self._table, Item=item, **condition)
-        except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        except ClientError as exc:
+            if is_condition_failure(exc):
                 return 0  # another pass folded meanwhile
-            raise self._failed("PutItem", exc) from exc
+            raise failed("PutItem", exc) from exc
+        except BotoCoreError as exc:
+            raise failed("PutItem", exc) from exc
         return (last - first).days + 1
 
 

@@ -30,12 +30,9 @@ final state. JSON fields are stored as strings: DynamoDB has no float type.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import json
-import random
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields as dataclass_fields, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, List, Optional, Tuple
@@ -45,6 +42,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib import logs, series
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.store.dynamo_counts import StatusCounts
+from chalicelib.store.dynamo_items import BATCH_GET, batch_get
+from chalicelib.store.dynamo_items import failed as _failed
+from chalicelib.store.dynamo_items import is_condition_failure as _is_condition_failure
+from chalicelib.store.dynamo_series import MinuteRecords
+from chalicelib.store.dynamo_shards import merged
 from chalicelib.tasks import Status, Task, from_micros, to_micros
 
 SHARDS = 32
@@ -57,9 +59,6 @@ OUTCOMES_INDEXED = frozenset({Status.FAILED, Status.CANCELLED})
 # A listing that walks `by_time` for a status reads at most this many tasks per
 # request, then returns what it found with a cursor to go on from.
 MAX_WALK = 1000
-BATCH_GET = 100  # BatchGetItem's limit
-SERIES_PREFIX = "series#"
-SERIES_SHARDS = 4
 
 
 def _keys_only(name: str, partition: str, sort: str) -> dict:
@@ -141,33 +140,10 @@ def _decode_item(item: dict) -> Task:
     )
 
 
-def _sort_value(attribute: dict):
-    return int(attribute["N"]) if "N" in attribute else attribute["S"]
-
-
-_INVERT = str.maketrans({chr(code): chr(0x10FFFF - code) for code in range(128)})
-
-
-def _ordered(value, sign: int) -> tuple:
-    """A heap key that puts entries in the index's order (sign 1) or its reverse (-1)."""
-    if isinstance(value, int):
-        return (sign * value,)
-    micros, _, task_id = value.partition("#")
-    return (sign * int(micros), task_id if sign > 0 else task_id.translate(_INVERT))
-
-
 def _expired(item: dict) -> bool:
     """Past its retention: DynamoDB's TTL deletes such items within days, and reads
     must not see them meanwhile."""
     return TTL_ATTRIBUTE in item and int(item[TTL_ATTRIBUTE]["N"]) <= int(datetime.now(timezone.utc).timestamp())
-
-
-def _failed(operation: str, exc: Exception) -> StoreError:
-    return StoreError(f"DynamoDB {operation} failed: {exc}")
-
-
-def _is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 _TASK_FIELDS = frozenset(field.name for field in dataclass_fields(Task))
@@ -184,7 +160,8 @@ class DynamoTaskStore(TaskStore):
         self._client = client
         self._table = table_name
         self._retention = retention
-        self._counts = StatusCounts(client, table_name, retention.total_seconds() / 86_400, _failed)
+        self._counts = StatusCounts(client, table_name, retention.total_seconds() / 86_400)
+        self._minutes = MinuteRecords(client, table_name)
         self._pending = threading.local()  # a batch's counter changes, added when it ends
 
     # -- counting -----------------------------------------------------------
@@ -231,40 +208,13 @@ class DynamoTaskStore(TaskStore):
             self._write_minutes(records)
 
     def _write_minutes(self, records) -> None:
-        """One UpdateItem per minute: ADD to `series#<minute>#<shard>`, one of
-        SERIES_SHARDS items so that no one item takes every batch of a minute."""
-        by_minute: dict = {}
-        for (minute, action), figures in records.items():
-            for key, count in figures.items():
-                by_minute.setdefault(minute, Counter())[f"{action}~{key}"] += count
-        for minute, figures in by_minute.items():
-            names = {f"#f{number}": name for number, name in enumerate(figures)}
-            values = {f":f{number}": {"N": str(count)} for number, count in enumerate(figures.values())}
-            names["#exp"] = TTL_ATTRIBUTE
-            values[":exp"] = {"N": str((minute + series.KEEP_MINUTES) * 60)}
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key={"id": {"S": f"{SERIES_PREFIX}{minute}#{random.randrange(SERIES_SHARDS)}"}},
-                    UpdateExpression="ADD " + ", ".join(f"#f{n} :f{n}" for n in range(len(figures)))
-                    + " SET #exp = if_not_exists(#exp, :exp)",
-                    ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-            except (BotoCoreError, ClientError) as exc:  # figures, like counts, are not worth failing a change
-                logs.problem("per-minute figures not updated", error=str(exc), minute=minute)
+        try:
+            self._minutes.add(records)
+        except StoreError as exc:  # figures, like counts, are not worth failing a change
+            logs.problem("per-minute figures not updated", error=str(exc))
 
     def minutes(self, since_minute: int, action: Optional[str] = None):
-        now = series.minute_of(datetime.now(timezone.utc))
-        ids = [f"{SERIES_PREFIX}{minute}#{shard}" for minute in range(since_minute, now + 1)
-               for shard in range(SERIES_SHARDS)]
-        records: dict = {}
-        for item in self._fetch(ids).values():
-            minute = int(item["id"]["S"].split("#")[1])
-            for name, value in item.items():
-                if "~" in name:
-                    owner, key = name.rsplit("~", 1)
-                    if action is None or owner == action:
-                        records.setdefault((minute, owner), Counter())[key] += int(value["N"])
-        return records
+        return self._minutes.read(since_minute, action)
 
     def count_by_status(self) -> dict:
         """Approximate counts from the counter items: O(1) reads (see dynamo_counts)."""
@@ -334,64 +284,13 @@ class DynamoTaskStore(TaskStore):
 
     def _fetch(self, ids: List[str], consistent: bool = False) -> dict:
         """{id: item} for the ids still stored and not expired."""
-        found = {}
-        try:
-            for start in range(0, len(ids), BATCH_GET):
-                request = {self._table: {"Keys": [{"id": {"S": task_id}} for task_id in ids[start:start + BATCH_GET]],
-                                         "ConsistentRead": consistent}}
-                while request:
-                    response = self._client.batch_get_item(RequestItems=request)
-                    for item in response.get("Responses", {}).get(self._table, []):
-                        found[item["id"]["S"]] = item
-                    request = response.get("UnprocessedKeys") or None
-        except (BotoCoreError, ClientError) as exc:
-            raise _failed("BatchGetItem", exc) from exc
+        found = batch_get(self._client, self._table, ids, consistent)
         return {task_id: item for task_id, item in found.items() if not _expired(item)}
 
     def _merged(self, index: str, partition: str, sort: str, prefix: str, newest_first: bool,
                 bound: Optional[dict], page: int) -> Iterator[Tuple[str, str]]:
-        """(sort value, id) of every entry of the index's shards, merged in order; each
-        shard is read a page at a time, the first pages all at once."""
-        def query(shard_key, start=None):
-            condition = "#pk = :pk"
-            names = {"#pk": partition}
-            values = {":pk": {"S": shard_key}}
-            if bound is not None:
-                condition += f" AND #sk {bound['op']} :bound"
-                names["#sk"] = sort
-                values[":bound"] = bound["value"]
-            request = {"TableName": self._table, "IndexName": index, "KeyConditionExpression": condition,
-                       "ExpressionAttributeNames": names,
-                       "ExpressionAttributeValues": values, "ScanIndexForward": not newest_first, "Limit": page}
-            if start is not None:
-                request["ExclusiveStartKey"] = start
-            try:
-                response = self._client.query(**request)
-            except (BotoCoreError, ClientError) as exc:
-                raise _failed("Query", exc) from exc
-            entries = [(_sort_value(item[sort]), item["id"]["S"]) for item in response.get("Items", [])]
-            return entries, response.get("LastEvaluatedKey")
-
-        shards = _partitions(prefix)
-        with ThreadPoolExecutor(max_workers=len(shards)) as pool:
-            first = list(pool.map(query, shards))
-        buffers = {shard: list(entries) for shard, (entries, _) in zip(shards, first)}
-        more = {shard: start for shard, (_, start) in zip(shards, first)}
-        sign = -1 if newest_first else 1
-
-        def head(shard):
-            value, task_id = buffers[shard][0]
-            return (_ordered(value, sign), task_id, shard)
-
-        heap = [head(shard) for shard in shards if buffers[shard]]
-        heapq.heapify(heap)
-        while heap:
-            _, task_id, shard = heapq.heappop(heap)
-            yield buffers[shard].pop(0)
-            if not buffers[shard] and more[shard] is not None:
-                buffers[shard], more[shard] = query(shard, more[shard])
-            if buffers[shard]:
-                heapq.heappush(heap, head(shard))
+        return merged(self._client, self._table, index, partition, sort, _partitions(prefix),
+                      newest_first, bound, page)
 
     def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]):
         bound = None if after is None else {"op": "<", "value": {"S": sort_key(*after)}}
