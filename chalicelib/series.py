@@ -84,12 +84,13 @@ def window(records: Records, now: datetime, minutes: int, action: Optional[str] 
     current minute last; minutes with nothing finished have zero counts and null
     percentiles."""
     last = minute_of(now)
+    by_minute: Dict[int, Counter] = {}
+    for (at, name), counts in records.items():
+        if action is None or name == action:
+            by_minute.setdefault(at, Counter()).update(counts)
     points = []
     for minute in range(last - minutes + 1, last + 1):
-        figures = Counter()
-        for (at, name), counts in records.items():
-            if at == minute and (action is None or name == action):
-                figures.update(counts)
+        figures = by_minute.get(minute, Counter())
         waits = Counter({int(k[1:]): v for k, v in figures.items() if k.startswith("w")})
         runs = Counter({int(k[1:]): v for k, v in figures.items() if k.startswith("r")})
         points.append({
