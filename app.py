@@ -84,6 +84,12 @@ def retry_task(task_id):
     return accepted(factory.service().retry(task_id))
 
 
+@app.route("/actions", methods=["GET"])
+@http_errors.translated
+def list_actions():
+    return factory.catalog().describe()
+
+
 @app.route("/stats", methods=["GET"])
 @http_errors.translated
 def stats():

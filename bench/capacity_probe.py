@@ -165,6 +165,16 @@ def main(tasks: int, stats_at: list) -> dict:
     from chalicelib.validation import NewTask
     from chalicelib.worker import Worker
 
+    def catalog() -> tuple:
+        """The service's catalog of actions, in a tree that has one (--compare runs older trees)."""
+        try:
+            from chalicelib.actions import ACTIONS
+            from chalicelib.catalog import Catalog
+            from chalicelib.retry import RetryPolicy
+        except ImportError:
+            return ()
+        return (Catalog(ACTIONS, RetryPolicy()),)
+
     class Queue:  # the messages the service publishes, for the worker to take
         def __init__(self):
             self.messages = []
@@ -180,7 +190,7 @@ def main(tasks: int, stats_at: list) -> dict:
         meter.table = "tasks"
         store = DynamoTaskStore(meter, "tasks")
         queue = Queue()
-        service = TaskService(store, queue)
+        service = TaskService(store, queue, *catalog())
         worker = Worker(store, queue, work_delay_seconds=0)
         for number in range(tasks):
             service.submit(NewTask("uppercase", {"text": "hello world"}))

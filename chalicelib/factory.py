@@ -111,10 +111,27 @@ def service(settings: Optional[Settings] = None) -> TaskService:
 @functools.lru_cache(maxsize=None)
 def _service(settings: Settings) -> TaskService:
     tasks = store(settings)
-    return TaskService(tasks, queue(settings),
+    return TaskService(tasks, queue(settings), catalog(settings),
                        stale_after_seconds=settings.stale_after_seconds,
                        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
                        max_body_bytes=min(settings.max_body_bytes, tasks.max_body_bytes or settings.max_body_bytes))
+
+
+def retry_policy(settings: Settings):
+    from chalicelib.retry import RetryPolicy
+
+    return RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds)
+
+
+def catalog(settings: Optional[Settings] = None):
+    """The declared actions with the limits these settings put under them."""
+    from chalicelib import actions
+    from chalicelib.catalog import Catalog
+
+    settings = settings or current_settings()
+    built = Catalog(actions.ACTIONS, retry_policy(settings), reject_unknown=settings.unknown_actions == "reject")
+    built.check_receive_count(settings.max_receive_count)
+    return built
 
 
 def recovery(settings: Optional[Settings] = None):
@@ -127,12 +144,10 @@ def recovery(settings: Optional[Settings] = None):
 
 def worker(settings: Optional[Settings] = None) -> Worker:
     settings = settings or current_settings()
-    from chalicelib.worker import RetryPolicy
-
     return Worker(
         store(settings), queue(settings),
         work_delay_seconds=settings.work_delay_ms / 1000,
-        retry=RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
+        retry=retry_policy(settings),
         stale_after_seconds=settings.stale_after_seconds,
         metrics=metrics(settings),
     )

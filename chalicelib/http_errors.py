@@ -20,7 +20,8 @@ _MESSAGES = {
 }
 
 
-def problem(status: int, detail: str, headers: dict = None) -> Response:
+def problem(status: int, detail: str, headers: dict = None, pointer: str = None) -> Response:
+    """A problem+json response; `pointer` (RFC 6901) names the part of the body at fault."""
     body = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
@@ -28,6 +29,8 @@ def problem(status: int, detail: str, headers: dict = None) -> Response:
         "detail": detail,
         "error": detail,
     }
+    if pointer is not None:
+        body["pointer"] = pointer
     return Response(
         body=json.dumps(body),
         status_code=status,
@@ -64,7 +67,7 @@ def translated(view):
         try:
             return view(*args, **kwargs)
         except InvalidInput as exc:
-            return problem(exc.status, str(exc))
+            return problem(exc.status, str(exc), pointer=exc.pointer)
         except InvalidCursor as exc:
             return problem(400, str(exc))
         except TaskNotFound as exc:

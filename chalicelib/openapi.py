@@ -5,8 +5,6 @@ statuses it states cannot drift from what the service does.
 """
 from __future__ import annotations
 
-import functools
-
 from chalicelib import actions, series
 from chalicelib.store.base import CURSOR_PATTERN
 from chalicelib.tasks import Status
@@ -51,8 +49,28 @@ _TASK_LINKS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
-def _document() -> dict:
+def _new_task(declared: dict, reject_unknown: bool) -> dict:
+    """The submit body: one branch per declared action, whose data schema is the
+    very object the action declared (and validates with), and one for any other
+    action unless those are refused."""
+    branches = [{"properties": {"action": {"const": name}, "data": (
+        {"type": ["object", "null"]} if found.schema is None else {"anyOf": [{"type": "null"}, found.schema]})}}
+        for name, found in sorted(declared.items())]
+    if not reject_unknown:
+        branches.append({"properties": {"action": {"not": {"enum": sorted(declared)}}}})
+    return {
+        "type": "object",
+        "required": ["action"],
+        "properties": {
+            "action": {"type": "string", "minLength": 1, "maxLength": MAX_ACTION_LENGTH,
+                       "pattern": ACTION_PATTERN, "examples": sorted(declared)},
+            "data": {"type": ["object", "null"], "examples": [{"text": "hello world"}]},
+        },
+        "anyOf": branches,
+    }
+
+
+def _document(declared: dict, reject_unknown: bool) -> dict:
     statuses = [status.value for status in Status]
     return {
         "openapi": "3.1.0",
@@ -73,8 +91,9 @@ def _document() -> dict:
                         _JSON: {"schema": {"$ref": "#/components/schemas/NewTask"}}}},
                     "responses": {
                         "202": {**_ok("Accepted and queued", "Accepted", _LOCATION), "links": _TASK_LINKS},
-                        "400": _problem(f"Invalid JSON, action or data, data nested over {MAX_DEPTH} levels, "
-                                        "or text with a lone surrogate"),
+                        "400": _problem(f"Invalid JSON, action or data (data that does not match its action's "
+                                        f"schema names the field in `pointer`), data nested over {MAX_DEPTH} "
+                                        "levels, or text with a lone surrogate"),
                         "413": _problem("Body over the size limit"),
                         "415": _NOT_JSON,
                         "422": _problem("Idempotency-Key reused with a different body"),
@@ -153,6 +172,13 @@ def _document() -> dict:
                     },
                 },
             },
+            "/actions": {
+                "get": {
+                    "operationId": "listActions",
+                    "summary": "The declared actions: their data schemas and limits",
+                    "responses": {"200": _ok("The actions", "Actions")},
+                },
+            },
             "/stats": {
                 "get": {
                     "operationId": "stats",
@@ -214,13 +240,27 @@ def _document() -> dict:
             },
         },
         "components": {"schemas": {
-            "NewTask": {
+            "NewTask": _new_task(declared, reject_unknown),
+            "Actions": {
                 "type": "object",
-                "required": ["action"],
+                "required": ["actions", "unknown_actions"],
                 "properties": {
-                    "action": {"type": "string", "minLength": 1, "maxLength": MAX_ACTION_LENGTH,
-                               "pattern": ACTION_PATTERN, "examples": ["uppercase", "sum"]},
-                    "data": {"type": ["object", "null"], "examples": [{"text": "hello world"}]},
+                    "actions": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["name", "description", "schema", "max_attempts", "retry_base_s",
+                                     "retry_max_s", "timeout_s"],
+                        "properties": {
+                            "name": {"type": "string"}, "description": {"type": "string"},
+                            "schema": {"type": ["object", "null"],
+                                       "description": "JSON Schema of the task's data, checked at submit"},
+                            "max_attempts": {"type": "integer", "minimum": 1},
+                            "retry_base_s": {"type": "number", "minimum": 0},
+                            "retry_max_s": {"type": "number", "minimum": 0},
+                            "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+                        }}},
+                    "unknown_actions": {"type": "string", "enum": ["accept", "reject"],
+                                        "description": "accept: other actions output \"processed\"; "
+                                                       "reject: they are a 400"},
                 },
             },
             "Accepted": {
@@ -309,6 +349,8 @@ def _document() -> dict:
                     "status": {"type": "integer"},
                     "detail": {"type": "string"},
                     "error": {"type": "string"},
+                    "pointer": {"type": "string",
+                                "description": "JSON pointer to the part of the body at fault, such as /data/text"},
                 },
             },
         }},
@@ -316,4 +358,8 @@ def _document() -> dict:
 
 
 def document() -> dict:
-    return _document()
+    """Built on each call (about a tenth of a millisecond): it follows the declared
+    actions and TASKS_UNKNOWN_ACTIONS."""
+    from chalicelib import factory
+
+    return _document(actions.ACTIONS, factory.catalog().reject_unknown)

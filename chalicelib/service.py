@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Optional, Tuple
 
 from chalicelib import logs, series
+from chalicelib.catalog import Catalog
 from chalicelib.queue import PublishError, TaskQueue
 from chalicelib.store import KeyRecord, TaskExists, TaskStore
 from chalicelib.tasks import Page, Status, Task, utcnow
@@ -42,9 +43,10 @@ def fingerprint(new: NewTask) -> str:
 
 
 class TaskService:
-    def __init__(self, store: TaskStore, queue: TaskQueue, stale_after_seconds: float = 900.0,
+    def __init__(self, store: TaskStore, queue: TaskQueue, catalog: Catalog, stale_after_seconds: float = 900.0,
                  idempotency_ttl_seconds: float = 86_400.0, max_body_bytes: int = 256 * 1024) -> None:
         self.max_body_bytes = max_body_bytes  # the largest submit body this service can store
+        self.catalog = catalog
         self._store = store
         self._queue = queue
         self._stale_after = timedelta(seconds=stale_after_seconds)
@@ -59,6 +61,7 @@ class TaskService:
         know its id); one with a key stays queued and due, since a repeat of the
         request may already have answered 202 for it, and recovery publishes it.
         """
+        self.catalog.check(new)  # before anything is stored or a key is taken
         now = utcnow()
         # A keyed task is watched by recovery from the start: a repeat of the request
         # can answer 202 for it before this request has published its message. A task

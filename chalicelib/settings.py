@@ -45,6 +45,7 @@ class Settings:
     allowed_hosts: tuple = ()
     retention_days: float = 30.0
     metrics: Optional[str] = None  # "emf" or "off"; None: EMF inside Lambda only
+    unknown_actions: str = "accept"  # or "reject": a 400 listing the known actions
 
     @property
     def queue_file(self) -> str:
@@ -77,6 +78,7 @@ _VARIABLES = {
     "TASKS_IDEMPOTENCY_TTL_S": ("idempotency_ttl_seconds", float),
     "TASKS_RETENTION_DAYS": ("retention_days", float),
     "TASKS_METRICS": ("metrics", str.lower),
+    "TASKS_UNKNOWN_ACTIONS": ("unknown_actions", str.lower),
     "TASKS_ALLOWED_HOSTS": ("allowed_hosts", lambda v: tuple(h.strip() for h in v.split(",") if h.strip())),
 }
 
@@ -111,6 +113,8 @@ def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:
         raise ConfigurationError(f"TASKS_QUEUE must be one of {', '.join(QUEUES)}")
     if settings.metrics not in (None, "emf", "off"):
         raise ConfigurationError("TASKS_METRICS must be emf or off")
+    if settings.unknown_actions not in ("accept", "reject"):
+        raise ConfigurationError("TASKS_UNKNOWN_ACTIONS must be accept (they output \"processed\") or reject")
     if settings.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ConfigurationError("TASKS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
     for variable, name, low in (

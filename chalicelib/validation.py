@@ -29,9 +29,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class InvalidInput(ValueError):
     """Input a client sent that the service cannot accept; the message says what to fix."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, pointer: Optional[str] = None) -> None:
         super().__init__(message)
         self.status = status
+        self.pointer = pointer  # a JSON pointer to the part of the body at fault, where one is
 
 
 @dataclass(frozen=True)

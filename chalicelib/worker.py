@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterable, List, Tuple
 
@@ -10,19 +9,9 @@ from chalicelib import actions, logs
 from chalicelib.metrics import NoMetrics
 from chalicelib.queue import TaskQueue
 from chalicelib.queue.base import task_id_of
+from chalicelib.retry import RetryPolicy
 from chalicelib.store import TaskStore
 from chalicelib.tasks import Status, Task, utcnow
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 3
-    base_seconds: float = 2.0
-    max_seconds: float = 300.0
-
-    def delay(self, attempt: int) -> float:
-        """Exponential backoff after attempt number `attempt` (1, 2, ...)."""
-        return min(self.base_seconds * 2 ** (attempt - 1), self.max_seconds)
 
 
 _RETRY = object()  # the message must come back: a retry is scheduled on the queue
@@ -132,7 +121,9 @@ class Worker:
             logs.note("message for a task that is final or unknown; acknowledged", task_id=task_id)
             return None
         attempt = task.attempt_in_series
-        if attempt > self._retry.max_attempts:
+        declared = actions.ACTIONS.get(task.action)
+        policy = self._retry.for_action(declared)
+        if attempt > policy.max_attempts:
             # Earlier attempts died without recording an outcome (killed workers).
             last = f": {task.error}" if task.error else ""
             self._give_up(task, receipt_handle, body,
@@ -141,17 +132,19 @@ class Worker:
         if self._work_delay:
             self._sleep(self._work_delay)
         try:
+            if declared is not None:
+                declared.check(task.data)  # data stored before its action's schema changed
             result = actions.run(task.action, task.data)
-        except actions.ActionError as exc:
+        except (actions.ActionError, actions.DataMismatch) as exc:
             return task, Status.FAILED, started, None, str(exc)[:MAX_ERROR_CHARS]
         except PERMANENT as exc:
             return task, Status.FAILED, started, None, error_text(exc)
-        except Exception as exc:  # the action broke: retry with backoff, then dead-letter
+        except Exception as exc:  # the action broke or ran out of time: retry with backoff, then dead-letter
             error = error_text(exc)
-            if attempt >= self._retry.max_attempts:
+            if attempt >= policy.max_attempts:
                 self._give_up(task, receipt_handle, body, error)
                 return None
-            return self._schedule_retry(task, receipt_handle, error)
+            return self._schedule_retry(task, receipt_handle, error, policy)
         unstorable = self._store.unstorable_result(task, result)
         if unstorable is not None:
             return task, Status.FAILED, started, None, unstorable
@@ -175,10 +168,10 @@ class Worker:
             values["QueueWait"] = round((task.started_at - task.created_at).total_seconds() * 1000, 3)
         self._metrics.record(task.action, values, task_id=task.id, request_id=task.request_id)
 
-    def _schedule_retry(self, task: Task, receipt_handle: str, error: str):
+    def _schedule_retry(self, task: Task, receipt_handle: str, error: str, policy: RetryPolicy):
         """_RETRY once the task is queued again and its message hidden for the backoff;
         None when a newer attempt owns the task, which spends this message."""
-        delay = self._retry.delay(task.attempt_in_series)
+        delay = policy.delay(task.attempt_in_series)
         due = utcnow() + timedelta(seconds=delay) + self._stale_after
         requeued = self._store.requeue(task.id, task.attempts, due, error=error)
         if requeued is None:

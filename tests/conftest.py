@@ -120,3 +120,10 @@ def post_task(client, body, content_type="application/json", headers=None):
     return client.http.post(
         "/tasks", body=raw, headers={"Content-Type": content_type, **(headers or {})}
     )
+
+
+def declare_action(monkeypatch, name, function, **limits):
+    """Declare an action for one test, as `@action(name, **limits)` would."""
+    from chalicelib import actions
+
+    monkeypatch.setitem(actions.ACTIONS, name, actions.Action(name, function, **limits))

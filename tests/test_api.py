@@ -53,26 +53,28 @@ def test_missing_inputs_default_like_the_seed(client, chalice_app):
     assert json.loads(client.http.get(f"/tasks/{total}").body)["result"] == {"output": 0}
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"numbers": [1, "two"]}, "only numbers"),
-    ({"numbers": "12"}, "list of numbers"),
-    ({"numbers": [True]}, "only numbers"),
+@pytest.mark.parametrize("action, data, pointer, message", [
+    ("sum", {"numbers": [1, "two"]}, "/data/numbers/1", "must be number"),
+    ("sum", {"numbers": "12"}, "/data/numbers", "must be array"),
+    ("sum", {"numbers": [True]}, "/data/numbers/0", "must be number"),
+    ("uppercase", {"text": 5}, "/data/text", "must be string"),
 ])
-def test_sum_over_unusable_data_fails_the_task_once(client, chalice_app, data, message):
-    task_id = json.loads(post_task(client, {"action": "sum", "data": data}).body)["id"]
+def test_data_its_action_cannot_use_is_a_400_naming_the_field(client, action, data, pointer, message):
+    response = post_task(client, {"action": action, "data": data})
+    assert response.status_code == 400
+    problem = json.loads(response.body)
+    assert problem["pointer"] == pointer
+    assert message in problem["detail"] and pointer in problem["detail"] and "GET /actions" in problem["detail"]
+    assert stored_tasks(client) == [] and queued_messages() == 0
+
+
+def test_sum_that_overflows_fails_the_task_once(client, chalice_app):
+    task_id = json.loads(post_task(client, {"action": "sum", "data": {"numbers": [1e308, 1e308]}}).body)["id"]
     drain(chalice_app)
     task = json.loads(client.http.get(f"/tasks/{task_id}").body)
-    assert task["status"] == "failed"
-    assert message in task["error"]
+    assert task["status"] == "failed" and "too large" in task["error"]
     assert task["result"] is None and task["attempts"] == 1
     assert queued_messages() == 0
-
-
-def test_uppercase_of_non_string_fails_the_task(client, chalice_app):
-    task_id = json.loads(post_task(client, {"action": "uppercase", "data": {"text": 5}}).body)["id"]
-    drain(chalice_app)
-    task = json.loads(client.http.get(f"/tasks/{task_id}").body)
-    assert task["status"] == "failed" and "string" in task["error"]
 
 
 def test_task_fields_are_json_values_and_rfc3339_times(client, chalice_app):

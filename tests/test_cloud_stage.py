@@ -12,7 +12,7 @@ from moto import mock_aws
 from chalicelib import factory
 from chalicelib.store.dynamodb import TABLE_SCHEMA
 from deploy.template import merge_template
-from tests.conftest import PROJECT_DIR, post_empty, post_task
+from tests.conftest import PROJECT_DIR, declare_action, post_empty, post_task
 from tests.sqs_events import lambda_event, receive_all
 
 
@@ -84,7 +84,7 @@ def test_exhausted_retries_dead_letter_the_message_in_the_cloud(cloud, monkeypat
 
     client, sqs, url, _ = cloud
     monkeypatch.setenv("TASKS_MAX_ATTEMPTS", "1")
-    monkeypatch.setitem(actions.ACTIONS, "explode", explode)
+    declare_action(monkeypatch, "explode", explode)
     task_id = json.loads(post_task(client, {"action": "explode"}).body)["id"]
     assert invoke(client, sqs, url, receive_all(sqs, url, expected=1)) == {"batchItemFailures": []}
     task = json.loads(client.http.get(f"/tasks/{task_id}").body)
@@ -182,7 +182,7 @@ def test_a_result_too_large_for_its_item_fails_at_once_without_retries(cloud, mo
     from chalicelib import actions
 
     client, sqs, url, _ = cloud
-    monkeypatch.setitem(actions.ACTIONS, "inflate", lambda data: "x" * 390_000)
+    declare_action(monkeypatch, "inflate", lambda data: "x" * 390_000)
     fits = json.loads(post_task(client, {"action": "uppercase", "data": {"text": "y" * 150_000}}).body)["id"]
     too_big = json.loads(post_task(client, {"action": "inflate"}).body)["id"]
     assert invoke(client, sqs, url, receive_all(sqs, url, expected=2)) == {"batchItemFailures": []}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from chalicelib import actions, factory, sqlite_wal
+from chalicelib import factory, sqlite_wal
 from chalicelib.local.runtime import build_dispatcher
 from chalicelib.queue import PublishError
 from chalicelib.queue.sqs import SqsTaskQueue
@@ -16,7 +16,7 @@ from chalicelib.service import QueueUnavailable
 from chalicelib.store.sqlite import SqliteTaskStore
 from chalicelib.tasks import Status, utcnow
 from chalicelib.validation import NewTask
-from tests.conftest import post_task
+from tests.conftest import declare_action, post_task
 from tests.sqs_events import receive_all
 
 
@@ -118,7 +118,7 @@ def test_an_overflow_in_an_action_fails_the_task_at_once_without_dead_lettering(
 
 
 def test_a_result_that_is_not_finite_json_fails_the_task_at_once(client, chalice_app, monkeypatch):
-    monkeypatch.setitem(actions.ACTIONS, "nan", lambda data: float("nan"))
+    declare_action(monkeypatch, "nan", lambda data: float("nan"))
     task_id = json.loads(post_task(client, {"action": "nan"}).body)["id"]
     build_dispatcher(chalice_app).drain()
     task = task_of(client, task_id)

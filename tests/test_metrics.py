@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from chalicelib import actions
 from chalicelib.metrics import NAMESPACE, UNITS
-from tests.conftest import post_task
+from tests.conftest import declare_action, post_task
 from tests.sqs_events import lambda_event, receive_all
 
 
@@ -36,11 +35,11 @@ def emf(monkeypatch):
 
 def test_each_outcome_is_an_emf_line_with_its_action(cloud_like, emf, capsys, monkeypatch):
     client, sqs, url = cloud_like
-    monkeypatch.setitem(actions.ACTIONS, "flaky", lambda data: (_ for _ in ()).throw(ConnectionError("down")))
+    declare_action(monkeypatch, "flaky", lambda data: (_ for _ in ()).throw(ConnectionError("down")))
     monkeypatch.setenv("TASKS_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("TASKS_RETRY_BASE_S", "0")
     done = json.loads(post_task(client, {"action": "uppercase", "data": {"text": "x"}}).body)["id"]
-    bad = json.loads(post_task(client, {"action": "sum", "data": {"numbers": ["x"]}}).body)["id"]
+    bad = json.loads(post_task(client, {"action": "sum", "data": {"numbers": [1e308, 1e308]}}).body)["id"]
     other = json.loads(post_task(client, {"action": "made-up-name-42"}).body)["id"]
     flaky = json.loads(post_task(client, {"action": "flaky"}).body)["id"]
     capsys.readouterr()

@@ -22,18 +22,21 @@ def totals(body):
 def test_series_counts_each_outcome_in_its_minute(client, chalice_app):
     for numbers in ([1, 2], [3], [4, 5, 6]):
         assert post_task(client, {"action": "sum", "data": {"numbers": numbers}}).status_code == 202
-    assert post_task(client, {"action": "uppercase", "data": {"text": 7}}).status_code == 202  # fails at once
+    assert post_task(client, {"action": "sum", "data": {"numbers": [1e308, 1e308]}}).status_code == 202  # fails at once
+    assert post_task(client, {"action": "uppercase", "data": {"text": "a"}}).status_code == 202
     doomed = json.loads(post_task(client, {"action": "sum"}).body)["id"]
     assert post_empty(client, f"/tasks/{doomed}/cancel").status_code == 200
     build_dispatcher(chalice_app).drain()
     status, body = get_series(client, "?minutes=5")
     assert status == 200 and body["minutes"] == 5 and len(body["points"]) == 5
-    assert totals(body) == {"completed": 3, "failed": 1, "cancelled": 1}
+    assert totals(body) == {"completed": 4, "failed": 1, "cancelled": 1}
     recent = [point for point in body["points"] if point["completed"]]
     assert all(point["wait_ms"]["p50"] <= point["wait_ms"]["p95"] <= point["wait_ms"]["p99"] for point in recent)
     assert all(point["run_ms"]["p50"] > 0 for point in recent)
     _, only_sum = get_series(client, "?minutes=5&action=sum")
-    assert totals(only_sum) == {"completed": 3, "failed": 0, "cancelled": 1}
+    assert totals(only_sum) == {"completed": 3, "failed": 1, "cancelled": 1}
+    _, only_uppercase = get_series(client, "?minutes=5&action=uppercase")
+    assert totals(only_uppercase) == {"completed": 1, "failed": 0, "cancelled": 0}
 
 
 @pytest.mark.parametrize("query, says", [

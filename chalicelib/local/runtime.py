@@ -88,6 +88,7 @@ def start_if_serving_locally(app: Chalice) -> None:
 
     try:
         settings = factory.current_settings()
+        factory.catalog(settings)  # actions whose limits the settings cannot serve
     except ConfigurationError as exc:  # refused at start, in one sentence, not at the first request
         raise SystemExit(f"task-queue: {exc}") from None
     server.install(settings.allowed_hosts)

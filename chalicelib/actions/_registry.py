@@ -1,0 +1,178 @@
+"""Declaring actions, finding them, checking their data and running them within their time.
+
+An action is one function and one declaration:
+
+    @action("uppercase", schema={...}, max_attempts=3, timeout_s=5)
+    def uppercase(data): ...
+
+Every module in the `chalicelib.actions` package whose name does not start with
+an underscore is imported once, when the package is, and its declarations land
+in ACTIONS: adding a module is all it takes. Schemas are compiled (with
+fastjsonschema) on first use, so a cold start pays only for the actions it meets.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Optional
+
+# An attempt that declares no time limit gets this one: a worker processes a
+# batch's messages one after another, so every attempt needs a bound for the
+# function and queue timeouts to cover the batch.
+DEFAULT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 120.0  # five of these in a batch still fit Lambda's 15 minutes
+
+
+class ActionError(ValueError):
+    """The task's data is not something its action can use; retrying will not help."""
+
+
+class ActionTimeout(RuntimeError):
+    """An attempt ran past its action's timeout_s; the retry policy decides what follows."""
+
+
+class DataMismatch(ValueError):
+    """Submitted data that does not match its action's schema."""
+
+    def __init__(self, message: str, pointer: str) -> None:
+        super().__init__(message)
+        self.pointer = pointer  # JSON pointer into the request body, such as /data/numbers/0
+
+
+@dataclass(eq=False)
+class Action:
+    """A declared action: what runs, the data it takes, and its limits (None: the
+    service's global setting)."""
+
+    name: str
+    function: Callable[[dict], Any]
+    schema: Optional[dict] = None
+    max_attempts: Optional[int] = None
+    retry_base_s: Optional[float] = None
+    retry_max_s: Optional[float] = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    description: str = ""
+    _validator: Optional[Callable[[Any], Any]] = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"action {self.name}: max_attempts must be at least 1")
+        if not 0 < self.timeout_s <= MAX_TIMEOUT_S:
+            raise ValueError(f"action {self.name}: timeout_s must be above 0 and at most {MAX_TIMEOUT_S:g}")
+        for limit in (self.retry_base_s, self.retry_max_s):
+            if limit is not None and limit < 0:
+                raise ValueError(f"action {self.name}: retry_base_s and retry_max_s cannot be negative")
+        if self.schema is not None and self.schema.get("type", "object") != "object":
+            raise ValueError(f"action {self.name}: the schema describes data, which is a JSON object")
+
+    def check(self, data: dict) -> None:
+        """Raise DataMismatch when `data` does not match the schema."""
+        if self.schema is None:
+            return
+        if self._validator is None:
+            import fastjsonschema
+
+            # use_default=False: validating must not change the data it checks.
+            self._validator = fastjsonschema.compile(self.schema, use_default=False)
+        import fastjsonschema
+
+        try:
+            self._validator(data)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            pointer = "/data" + "".join(f"/{_escape(part)}" for part in exc.path[1:])
+            raise DataMismatch(
+                f"{exc.message} (at {pointer}): send data that matches the {self.name} action's schema, "
+                "listed by GET /actions", pointer) from None
+
+    def __call__(self, data: dict) -> Any:
+        return self.function(data)
+
+
+def _escape(part: Any) -> str:
+    return str(part).replace("~", "~0").replace("/", "~1")
+
+
+ACTIONS: Dict[str, Action] = {}
+
+
+def action(name: str, *, schema: Optional[dict] = None, max_attempts: Optional[int] = None,
+           retry_base_s: Optional[float] = None, retry_max_s: Optional[float] = None,
+           timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[[Callable[[dict], Any]], Callable[[dict], Any]]:
+    """Declare `function(data) -> output` as the action `name`.
+
+    - schema: JSON Schema of the task's data, checked at submit (a mismatch is a 400);
+    - max_attempts, retry_base_s, retry_max_s: this action's retry policy, over the global one;
+    - timeout_s: how long one attempt may run before it counts as failed and is retried.
+    """
+    def declare(function: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        if name in ACTIONS and ACTIONS[name].function is not function:
+            raise ValueError(f"action {name!r} is declared twice: in {ACTIONS[name].function.__module__} "
+                             f"and {function.__module__}")
+        ACTIONS[name] = Action(name, function, schema, max_attempts, retry_base_s, retry_max_s,
+                               timeout_s, (function.__doc__ or "").strip().split("\n\n")[0])
+        return function
+    return declare
+
+
+def discover(package: str, path: Iterable[str]) -> None:
+    """Import every public module of the package, so that their declarations run."""
+    for module in sorted(pkgutil.iter_modules(path), key=lambda found: found.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")
+
+
+def run(name: str, data: dict) -> dict:
+    """The task's result, `{"output": ...}` as in the seed; unknown actions output "processed".
+    Raises ActionTimeout when the attempt outlasts the action's timeout_s."""
+    declared = ACTIONS.get(name)
+    output = "processed" if declared is None else within(declared.timeout_s, declared.function, data)
+    return {"output": output}
+
+
+def within(seconds: float, function: Callable[[dict], Any], data: dict) -> Any:
+    """function(data), or ActionTimeout after `seconds`.
+
+    In a process's main thread (a Lambda's handler) a timer signal interrupts the
+    function where it stands. Elsewhere (the threads of `chalice local`'s
+    dispatcher, where signals cannot be used) the function runs in a thread of its
+    own, and an attempt past its time is given up on: its outcome is discarded
+    and the code runs on until it returns. Lambda's own timeout stays the hard stop.
+    """
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        return _with_timer(seconds, function, data)
+    return _in_thread(seconds, function, data)
+
+
+def _with_timer(seconds: float, function: Callable[[dict], Any], data: dict) -> Any:
+    def expire(signum, frame):
+        raise ActionTimeout(f"the attempt ran past its {seconds:g} s timeout")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return function(data)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _in_thread(seconds: float, function: Callable[[dict], Any], data: dict) -> Any:
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            outcome["value"] = function(data)
+        except BaseException as exc:  # handed to the caller's thread as it is
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=attempt, name="action-attempt", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise ActionTimeout(f"the attempt ran past its {seconds:g} s timeout; it was given up on")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")

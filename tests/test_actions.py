@@ -1,0 +1,127 @@
+"""Actions as declarations: found in their package, checked at submit, listed, limited."""
+import json
+import threading
+import time
+
+import pytest
+
+from chalicelib import actions, factory
+from chalicelib.openapi import document
+from chalicelib.settings import ConfigurationError
+from tests.conftest import declare_action, post_task
+
+
+def stored_tasks(client):
+    return json.loads(client.http.get("/tasks").body)["tasks"]
+
+
+def test_the_seed_actions_are_declared_in_modules_of_their_own():
+    assert actions.ACTIONS["uppercase"].function.__module__ == "chalicelib.actions.uppercase"
+    assert actions.ACTIONS["sum"].function.__module__ == "chalicelib.actions.total"
+
+
+def test_get_actions_lists_each_schema_and_the_limits_in_force(client, monkeypatch):
+    monkeypatch.setenv("TASKS_RETRY_MAX_S", "42")
+    body = json.loads(client.http.get("/actions").body)
+    listed = {entry["name"]: entry for entry in body["actions"]}
+    assert {"uppercase", "sum"} <= set(listed) and body["unknown_actions"] == "accept"
+    assert listed["sum"]["schema"] == actions.ACTIONS["sum"].schema
+    assert listed["sum"]["max_attempts"] == 3 and listed["sum"]["timeout_s"] == 5
+    assert listed["sum"]["retry_max_s"] == 42  # not declared by the action: the global setting
+    assert listed["uppercase"]["description"].startswith("data.text in capitals")
+
+
+def test_the_document_publishes_the_very_schema_that_validates(monkeypatch):
+    branches = document()["components"]["schemas"]["NewTask"]["anyOf"]
+    by_action = {branch["properties"]["action"].get("const"): branch for branch in branches}
+    for name, declared in actions.ACTIONS.items():
+        assert by_action[name]["properties"]["data"]["anyOf"][1] is declared.schema
+    assert None in by_action  # the branch for any other action
+
+
+def test_a_declared_action_appears_in_the_listing_and_the_document(client, monkeypatch):
+    schema = {"type": "object", "required": ["to"], "properties": {"to": {"type": "string", "format": "email"}}}
+    declare_action(monkeypatch, "send_mail", lambda data: "sent", schema=schema, max_attempts=4, timeout_s=20)
+    listed = {entry["name"]: entry for entry in json.loads(client.http.get("/actions").body)["actions"]}
+    assert listed["send_mail"]["schema"] == schema and listed["send_mail"]["max_attempts"] == 4
+    served = json.loads(client.http.get("/openapi.json").body)
+    assert any(branch["properties"]["action"].get("const") == "send_mail"
+               for branch in served["components"]["schemas"]["NewTask"]["anyOf"])
+    missing = post_task(client, {"action": "send_mail", "data": {}})
+    assert missing.status_code == 400 and json.loads(missing.body)["pointer"] == "/data"
+    assert "must contain ['to'] properties" in json.loads(missing.body)["detail"]
+
+
+def test_unknown_actions_are_processed_unless_refused(client, monkeypatch):
+    assert post_task(client, {"action": "resize"}).status_code == 202
+    monkeypatch.setenv("TASKS_UNKNOWN_ACTIONS", "reject")
+    refused = post_task(client, {"action": "resize_image"})
+    assert refused.status_code == 400
+    problem = json.loads(refused.body)
+    assert problem["pointer"] == "/action"
+    assert "unknown action 'resize_image'" in problem["detail"] and "sum, uppercase" in problem["detail"]
+    assert [task["action"] for task in stored_tasks(client)] == ["resize"]
+    assert json.loads(client.http.get("/actions").body)["unknown_actions"] == "reject"
+    branches = json.loads(client.http.get("/openapi.json").body)["components"]["schemas"]["NewTask"]["anyOf"]
+    assert all("const" in branch["properties"]["action"] for branch in branches)
+
+
+def test_validating_does_not_change_the_data(client):
+    declared = actions.Action("defaults", lambda data: data, schema={
+        "type": "object", "properties": {"size": {"type": "integer", "default": 100}}})
+    data = {}
+    declared.check(data)
+    assert data == {}
+
+
+def test_an_action_declared_twice_is_refused():
+    with pytest.raises(ValueError, match="declared twice"):
+        actions.action("uppercase")(lambda data: data)
+
+
+@pytest.mark.parametrize("limits, says", [
+    ({"max_attempts": 0}, "max_attempts"),
+    ({"timeout_s": 0}, "timeout_s"),
+    ({"timeout_s": 1000}, "timeout_s"),
+    ({"retry_base_s": -1}, "negative"),
+    ({"schema": {"type": "array"}}, "JSON object"),
+])
+def test_declarations_that_cannot_work_are_refused(limits, says):
+    with pytest.raises(ValueError, match=says):
+        actions.Action("bad", lambda data: data, **limits)
+
+
+def test_an_action_whose_attempts_reach_the_receive_count_is_a_configuration_error(monkeypatch):
+    declare_action(monkeypatch, "stubborn", lambda data: data, max_attempts=5)
+    with pytest.raises(ConfigurationError, match="action stubborn declares max_attempts=5"):
+        factory.catalog()
+
+
+def test_within_interrupts_an_attempt_in_the_main_thread():
+    started = time.monotonic()
+    with pytest.raises(actions.ActionTimeout):
+        actions.within(0.2, lambda data: time.sleep(5), {})
+    assert time.monotonic() - started < 2
+    assert actions.within(1, lambda data: data["n"] + 1, {"n": 1}) == 2
+
+
+def test_within_gives_up_on_an_attempt_in_another_thread():
+    outcome = {}
+
+    def attempt():
+        started = time.monotonic()
+        try:
+            actions.within(0.2, lambda data: time.sleep(3), {})
+        except actions.ActionTimeout as exc:
+            outcome["error"] = exc
+        outcome["seconds"] = time.monotonic() - started
+        try:
+            actions.within(1, lambda data: 1 / 0, {})
+        except ZeroDivisionError as exc:
+            outcome["raised"] = exc
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join(10)
+    assert isinstance(outcome["error"], actions.ActionTimeout) and outcome["seconds"] < 2
+    assert isinstance(outcome["raised"], ZeroDivisionError)  # the action's own error reaches the worker
