@@ -2,7 +2,12 @@
 
 A task whose message may not exist carries a due time: one stored under an
 Idempotency-Key before its publish, one whose publish failed, one queued again.
-Once due, recovery queues it again and publishes a fresh message. (A running
+Once due, recovery queues it again and publishes a fresh message.
+
+A task delayed further than a queue holds a message (15 minutes) is stored with
+no message, due at its run_at: recovery publishes it in the pass before that
+time, held by the queue until then. It is told from a lost one by its due time
+being its run_at (Task.awaiting_publish), and counted as "scheduled". (A running
 task needs none: its message comes back after the visibility timeout; one
 claimed with an explicit lease is taken back when the lease runs out.)
 A duplicate message is harmless: the attempt number lets only one run record
@@ -18,8 +23,13 @@ from typing import Dict
 
 from chalicelib import logs
 from chalicelib.queue import PublishError, TaskQueue
+from chalicelib.queue.base import MAX_DELAY_SECONDS
 from chalicelib.store import TaskStore
 from chalicelib.tasks import Status, utcnow
+
+
+# How far ahead a pass publishes delayed tasks: the scheduled function runs every minute.
+LOOKAHEAD_SECONDS = 60
 
 
 class Recovery:
@@ -37,26 +47,36 @@ class Recovery:
     def run(self) -> Dict[str, int]:
         """One pass; how many tasks it re-published, by the status they were in, and
         how many finished tasks it purged."""
-        counts = {"queued": 0, "running": 0, "publish_failed": 0, "purged": 0}
+        counts = {"queued": 0, "running": 0, "scheduled": 0, "publish_failed": 0, "purged": 0}
         now = utcnow()
-        for task in self._store.due(now, self._batch):
+        # Delayed tasks falling due before the next pass are published now, held by
+        # the queue until their time, so they start on time rather than up to a pass late.
+        for task in self._store.due(now + timedelta(seconds=LOOKAHEAD_SECONDS), self._batch):
+            if task.due_at > now and not task.awaiting_publish:
+                continue  # watched, and not yet overdue
+            hold = task.run_at if task.run_at is not None and task.run_at > now else None
             if task.status is Status.RUNNING:
-                reason = f"worker lease expired on attempt {task.attempts}"
+                kind, reason = "running", f"worker lease expired on attempt {task.attempts}"
                 requeued = self._store.requeue(task.id, task.attempts, now + self._stale_after,
                                                error=reason, frm=(Status.RUNNING,))
+            elif hold is not None and (hold - now).total_seconds() > MAX_DELAY_SECONDS:
+                # Its publish failed long before its time: wait for the time as a delayed task does.
+                self._store.requeue(task.id, task.attempts, hold, frm=(Status.QUEUED,))
+                continue
             else:
-                reason = "queued without being taken; message re-published"
-                requeued = self._store.requeue(task.id, task.attempts, now + self._stale_after,
+                kind, reason = (("scheduled", "fell due; message published") if task.awaiting_publish else
+                                ("queued", "queued without being taken; message re-published"))
+                requeued = self._store.requeue(task.id, task.attempts, (hold or now) + self._stale_after,
                                                frm=(Status.QUEUED,))
             if requeued is None:
                 continue  # it moved on meanwhile
             try:
-                self._queue.publish_task(task.id)
+                self._queue.publish_task(task.id, hold)
             except PublishError as exc:
                 counts["publish_failed"] += 1  # still queued and due again later
                 logs.problem("recovery could not publish", task=task, error=str(exc))
                 continue
-            counts[task.status.value] += 1
+            counts[kind] += 1
             logs.state_change(requeued, reason=reason)
         self._store.purge_expired_keys(now)
         self._store.fold_counts(now)

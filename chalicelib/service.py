@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 from chalicelib import logs, series
 from chalicelib.catalog import Catalog
 from chalicelib.queue import PublishError, TaskQueue
+from chalicelib.queue.base import MAX_DELAY_SECONDS
 from chalicelib.store import KeyRecord, TaskExists, TaskStore
 from chalicelib.tasks import Page, Status, Task, utcnow
 from chalicelib.validation import ListQuery, NewTask, SeriesQuery
@@ -38,7 +39,12 @@ class Submission:
 
 
 def fingerprint(new: NewTask) -> str:
-    canonical = json.dumps({"action": new.action, "data": new.data}, sort_keys=True, separators=(",", ":"))
+    sent = {"action": new.action, "data": new.data}
+    if new.delay_seconds is not None:
+        sent["delay_seconds"] = new.delay_seconds
+    if new.run_at is not None:
+        sent["run_at"] = new.run_at.isoformat()
+    canonical = json.dumps(sent, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -63,12 +69,21 @@ class TaskService:
         """
         self.catalog.check(new)  # before anything is stored or a key is taken
         now = utcnow()
-        # A keyed task is watched by recovery from the start: a repeat of the request
-        # can answer 202 for it before this request has published its message. A task
-        # without a key is answered by this request alone, after its publish.
-        due = now + self._stale_after if idempotency_key is not None else None
+        run_at = new.start_time(now)
+        held = run_at is not None and (run_at - now).total_seconds() > MAX_DELAY_SECONDS
+        if held:
+            # Too far ahead for the queue to hold its message: recovery publishes it
+            # when it falls due, found by its due time (Task.awaiting_publish).
+            due = run_at
+        elif idempotency_key is not None:
+            # A keyed task is watched by recovery from the start: a repeat of the request
+            # can answer 202 for it before this request has published its message. A task
+            # without a key is answered by this request alone, after its publish.
+            due = max(now, run_at or now) + self._stale_after
+        else:
+            due = None
         task = Task.new(new.action, new.data, now=now, due_at=due,
-                        idempotency_key=idempotency_key, request_id=request_id)
+                        idempotency_key=idempotency_key, request_id=request_id, run_at=run_at)
         if idempotency_key is not None:
             task_id, earlier = self._claim_key(idempotency_key, fingerprint(new), task)
             if earlier is not None:
@@ -113,7 +128,12 @@ class TaskService:
 
     def _store_and_publish(self, task: Task) -> None:
         self._store.insert(task)
-        self._queue.publish_task(task.id)
+        if task.awaiting_publish:
+            return
+        if task.run_at is not None and task.run_at > task.created_at:
+            self._queue.publish_task(task.id, task.run_at)
+        else:
+            self._queue.publish_task(task.id)
 
     def _claim_key(self, key: str, print_: str, task: Task) -> Tuple[str, Optional[Task]]:
         """The id the task must have, and the task an earlier request with this key made, if any.

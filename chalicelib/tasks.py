@@ -101,11 +101,14 @@ class Task:
     idempotency_key: Optional[str] = None
     # The id of the request that made it, carried by every log line about it.
     request_id: Optional[str] = None
+    # When a delayed task may start (None: at once). It stays queued until then.
+    run_at: Optional[datetime] = None
 
     @classmethod
     def new(cls, action: str, data: dict, now: Optional[datetime] = None,
             due_at: Optional[datetime] = None, task_id: Optional[str] = None,
-            idempotency_key: Optional[str] = None, request_id: Optional[str] = None) -> "Task":
+            idempotency_key: Optional[str] = None, request_id: Optional[str] = None,
+            run_at: Optional[datetime] = None) -> "Task":
         now = now or utcnow()
         return cls(
             id=task_id or str(uuid.uuid4()),
@@ -116,7 +119,14 @@ class Task:
             due_at=due_at,
             idempotency_key=idempotency_key,
             request_id=request_id,
+            run_at=run_at,
         )
+
+    @property
+    def awaiting_publish(self) -> bool:
+        """Delayed past what a message can be held for: queued with no message yet, due
+        (at run_at) for the scheduled function to publish. A publish moves due_at on."""
+        return self.status is Status.QUEUED and self.run_at is not None and self.due_at == self.run_at
 
     @property
     def attempt_in_series(self) -> int:
@@ -140,6 +150,7 @@ class Task:
             "started_at": format_time(self.started_at),
             "finished_at": format_time(self.finished_at),
             "request_id": self.request_id,
+            "run_at": format_time(self.run_at),
         }
 
 

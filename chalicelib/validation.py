@@ -5,10 +5,11 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping, Optional
 
 from chalicelib.store.base import decode_cursor
-from chalicelib.tasks import Status
+from chalicelib.tasks import Status, utcnow
 
 MAX_ACTION_LENGTH = 200
 # An action needs one character that is not white space, white space as JSON
@@ -35,10 +36,25 @@ class InvalidInput(ValueError):
         self.pointer = pointer  # a JSON pointer to the part of the body at fault, where one is
 
 
+# How far ahead a task may be scheduled (a year), and how long a message may be
+# held by the queue itself (SQS's DelaySeconds ceiling, 15 minutes).
+MAX_DELAY_SECONDS = 31_536_000
+MAX_MESSAGE_DELAY_SECONDS = 900
+
+
 @dataclass(frozen=True)
 class NewTask:
     action: str
     data: dict
+    # As sent: a delay in seconds, or a time (aware); at most one of them.
+    delay_seconds: Optional[float] = None
+    run_at: Optional[datetime] = None
+
+    def start_time(self, now: datetime) -> Optional[datetime]:
+        """When the task may start, or None for at once."""
+        if self.delay_seconds:
+            return now + timedelta(seconds=self.delay_seconds)
+        return self.run_at
 
 
 @dataclass(frozen=True)
@@ -132,7 +148,43 @@ def parse_new_task(raw_body: bytes, max_bytes: int) -> NewTask:
         data = {}
     if not isinstance(data, dict):
         raise InvalidInput("data must be a JSON object, for example {\"text\": \"hello\"}")
-    return NewTask(action=action, data=data)
+    return NewTask(action=action, data=data, **_schedule(body))
+
+
+def _schedule(body: dict) -> dict:
+    """delay_seconds or run_at, checked: a delay from 0 to a year, or an RFC 3339 time
+    with its offset no more than a year ahead (a time past runs at once)."""
+    if body.get("delay_seconds") is not None and body.get("run_at") is not None:
+        raise InvalidInput("send delay_seconds or run_at, not both", pointer="/run_at")
+    delay = body.get("delay_seconds")
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_DELAY_SECONDS:
+            raise InvalidInput(f"delay_seconds must be a number of seconds from 0 to {MAX_DELAY_SECONDS} "
+                               f"(a year); got {json.dumps(delay)}", pointer="/delay_seconds")
+        return {"delay_seconds": delay}
+    run_at = body.get("run_at")
+    if run_at is None:
+        return {}
+    moment = _rfc3339(run_at)
+    if moment - utcnow() > timedelta(seconds=MAX_DELAY_SECONDS):
+        raise InvalidInput(f"run_at {run_at} is more than a year ahead; schedule it within "
+                           f"{MAX_DELAY_SECONDS} seconds", pointer="/run_at")
+    return {"run_at": moment}
+
+
+def _rfc3339(text) -> datetime:
+    problem = InvalidInput(f"run_at must be an RFC 3339 time with its offset, such as 2026-12-02T10:00:00Z; "
+                           f"got {json.dumps(text)[:100]}", pointer="/run_at")
+    if not isinstance(text, str) or len(text) > 40 or not _RFC3339.fullmatch(text):
+        raise problem
+    try:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise problem from None
+    return moment.astimezone(timezone.utc)
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def parse_no_input(raw_body: bytes) -> None:

@@ -1,6 +1,7 @@
 """Running the tasks that messages name: once each, with retries and a dead-letter queue."""
 from __future__ import annotations
 
+import math
 import time
 from datetime import timedelta
 from typing import Callable, Iterable, List, Tuple
@@ -8,7 +9,7 @@ from typing import Callable, Iterable, List, Tuple
 from chalicelib import actions, logs
 from chalicelib.metrics import NoMetrics
 from chalicelib.queue import TaskQueue
-from chalicelib.queue.base import task_id_of
+from chalicelib.queue.base import message_of
 from chalicelib.retry import RetryPolicy
 from chalicelib.store import TaskStore
 from chalicelib.tasks import Status, Task, utcnow
@@ -53,11 +54,20 @@ class Worker:
         transaction each), which is what makes a batch cheaper than its messages.
         """
         claimable, failed = [], []
+        now = utcnow()
         for message_id, receipt_handle, body in messages:
             try:
-                claimable.append((message_id, receipt_handle, body, task_id_of(body)))
+                message = message_of(body)
             except ValueError:
                 logs.problem("message names no task; dropped", message_id=message_id, body=body[:200])
+                continue
+            if message.run_at is not None and message.run_at > now:
+                # Queues hold a delayed message until its time; one early all the same
+                # (clocks that disagree) goes back until then, unclaimed.
+                self._queue.retry_later(receipt_handle, math.ceil((message.run_at - now).total_seconds()))
+                failed.append(message_id)
+                continue
+            claimable.append((message_id, receipt_handle, body, message.task_id))
         try:
             claimed = self._claim_all(claimable)
         except Exception as exc:  # the batch's transaction failed: every message comes back

@@ -44,6 +44,14 @@ def handler_name(kind) -> str:
     return source.name
 
 
+def worker_batch_seconds() -> int:
+    """What the worker needs for a batch of the longest declared action."""
+    from app import BATCH_SIZE
+    from chalicelib import actions
+
+    return actions.batch_seconds(BATCH_SIZE)
+
+
 def build_merge_template(stage: str) -> dict:
     config = stage_config(stage)
     from chalice.app import ScheduledEventConfig, SQSEventConfig
@@ -54,7 +62,7 @@ def build_merge_template(stage: str) -> dict:
                            config_from_disk=config.config_from_disk)
     return merge_template(
         worker=worker,
-        worker_timeout=worker_config.lambda_timeout or 60,
+        worker_timeout=max(worker_config.lambda_timeout or 60, worker_batch_seconds()),
         api_stage=config.api_gateway_stage or "api",
         auth=environment.get("TASKS_API_AUTH", "iam"),
         max_receive_count=int(environment.get("TASKS_MAX_RECEIVE_COUNT", "5")),

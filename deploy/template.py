@@ -163,7 +163,8 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         "RecoveryLogGroup": _log_group("recovery"),
         API_FUNCTION: _function("api", Timeout=operations.API_TIMEOUT_SECONDS,
                                 **operations.function_settings("ApiLogGroup")),
-        worker_function: _function("worker", **operations.function_settings("WorkerLogGroup"), Events={f"{worker_function}SqsEventSource": {"Properties": {
+        worker_function: _function("worker", **operations.function_settings("WorkerLogGroup"),
+                                   Timeout=worker_timeout, Events={f"{worker_function}SqsEventSource": {"Properties": {
             # Same key as Chalice's Fn::Sub, so the merge replaces its value.
             "Queue": {"Fn::Sub": "${TasksQueue.Arn}"},
             "FunctionResponseTypes": ["ReportBatchItemFailures"],

@@ -83,7 +83,7 @@ def test_task_fields_are_json_values_and_rfc3339_times(client, chalice_app):
     drain(chalice_app)
     task = json.loads(client.http.get(f"/tasks/{task_id}").body)
     assert set(task) == {"id", "action", "data", "status", "result", "error", "attempts",
-                         "created_at", "started_at", "finished_at", "request_id"}
+                         "created_at", "started_at", "finished_at", "request_id", "run_at"}
     assert task["request_id"] == accepted.headers["X-Request-Id"]
     assert task["data"] == {"numbers": [2, 3]}
     for name in ("created_at", "started_at", "finished_at"):
@@ -230,7 +230,7 @@ def test_task_and_message_share_one_transaction_by_default(client, monkeypatch):
 
     real_send = EmbeddedQueue.send
 
-    def send_then_fail(self, body):
+    def send_then_fail(self, body, delay_seconds=0):
         real_send(self, body)  # the message is written ...
         raise RuntimeError("... but the process fails before the commit")
 

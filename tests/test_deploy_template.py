@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from app import BATCH_SIZE
+from chalicelib import actions
 from chalicelib.store.dynamodb import TABLE_SCHEMA
 from deploy import package as packaging
 
@@ -34,6 +36,8 @@ def test_queue_has_dead_letter_queue_and_long_enough_visibility(template):
     assert template["Parameters"]["MaxReceiveCount"]["Default"] == 5
     worker_timeout = resources["ProcessTasks"]["Properties"]["Timeout"]
     assert queue["VisibilityTimeout"] >= 6 * worker_timeout
+    # A batch runs its messages one after another, each for up to its action's timeout.
+    assert worker_timeout >= BATCH_SIZE * max(declared.timeout_s for declared in actions.ACTIONS.values())
     assert resources["TasksDeadLetterQueue"]["Type"] == "AWS::SQS::Queue"
 
 

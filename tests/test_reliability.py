@@ -248,7 +248,7 @@ def test_recovery_publishes_a_queued_task_whose_message_was_never_sent(client, c
     store.insert(orphan)  # as if the process died between the insert and the publish
     result = client.lambda_.invoke("recover_tasks", client.events.generate_cw_event(
         source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])).payload
-    assert result == {"queued": 1, "running": 0, "publish_failed": 0, "purged": 0}
+    assert result == {"queued": 1, "running": 0, "scheduled": 0, "publish_failed": 0, "purged": 0}
     build_dispatcher(chalice_app).drain()
     assert task_of(client, orphan.id)["result"] == {"output": "LOST"}
 
@@ -262,7 +262,7 @@ def test_recovery_requeues_a_task_whose_worker_died(client, chalice_app, monkeyp
     store.claim(task_id, utcnow() - timedelta(seconds=10), lease_until=utcnow() - timedelta(seconds=1))
     # ... and died: its lease is over, its message still hidden for 30 s.
     [scheduler] = build_schedulers(chalice_app)
-    assert scheduler.run_once() == {"queued": 0, "running": 1, "publish_failed": 0, "purged": 0}
+    assert scheduler.run_once() == {"queued": 0, "running": 1, "scheduled": 0, "publish_failed": 0, "purged": 0}
     task = task_of(client, task_id)
     assert task["status"] == "queued" and "lease expired" in task["error"]
     build_dispatcher(chalice_app).drain()
@@ -274,7 +274,7 @@ def test_recovery_requeues_a_task_whose_worker_died(client, chalice_app, monkeyp
 def test_nothing_due_means_nothing_republished(client, chalice_app):
     submit(client, {"action": "sum"})
     [scheduler] = build_schedulers(chalice_app)
-    assert scheduler.run_once() == {"queued": 0, "running": 0, "publish_failed": 0, "purged": 0}
+    assert scheduler.run_once() == {"queued": 0, "running": 0, "scheduled": 0, "publish_failed": 0, "purged": 0}
     assert queue_depths() == (1, 0)
 
 

@@ -9,9 +9,9 @@ with `@action`; a new module here is found without any list to edit.
         return f"hello {data['name']}"
 """
 from chalicelib.actions._registry import (ACTIONS, DEFAULT_TIMEOUT_S, Action, ActionError, ActionTimeout,
-                                          DataMismatch, action, discover, run, within)
+                                          DataMismatch, action, batch_seconds, discover, run, within)
 
 __all__ = ["ACTIONS", "DEFAULT_TIMEOUT_S", "Action", "ActionError", "ActionTimeout", "DataMismatch",
-           "action", "discover", "run", "within"]
+           "action", "batch_seconds", "discover", "run", "within"]
 
 discover(__name__, __path__)

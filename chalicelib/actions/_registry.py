@@ -13,6 +13,7 @@ fastjsonschema) on first use, so a cold start pays only for the actions it meets
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 import signal
 import threading
@@ -122,6 +123,18 @@ def discover(package: str, path: Iterable[str]) -> None:
     for module in sorted(pkgutil.iter_modules(path), key=lambda found: found.name):
         if not module.name.startswith("_"):
             importlib.import_module(f"{package}.{module.name}")
+
+
+# What a batch needs beyond its attempts: claims, outcomes and the queue's calls.
+BATCH_OVERHEAD_S = 5
+
+
+def batch_seconds(batch_size: int) -> int:
+    """How long a worker may need for one batch: its messages run one after another,
+    each for at most its action's timeout. The worker function's timeout and the
+    queue's visibility timeout must cover it."""
+    longest = max((declared.timeout_s for declared in ACTIONS.values()), default=DEFAULT_TIMEOUT_S)
+    return math.ceil(batch_size * longest + BATCH_OVERHEAD_S)
 
 
 def run(name: str, data: dict) -> dict:

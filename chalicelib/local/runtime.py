@@ -101,6 +101,7 @@ def start_if_serving_locally(app: Chalice) -> None:
     _dispatcher = build_dispatcher(app, settings)
     atexit.register(_stop_at_exit)
     if _dispatcher is not None:
+        _warn_if_a_batch_outlasts_its_lease(_dispatcher, settings)
         _dispatcher.start()
         logs.note("local queue dispatcher started", queue=settings.queue_name,
                   batch_size=_dispatcher.batch_size, concurrency=_dispatcher.concurrency)
@@ -112,6 +113,16 @@ def start_if_serving_locally(app: Chalice) -> None:
         scheduler.start()
         _schedulers.append(scheduler)
         logs.note("local schedule started", every_s=scheduler.interval)
+
+
+def _warn_if_a_batch_outlasts_its_lease(dispatcher, settings) -> None:
+    from chalicelib import actions
+
+    needed = actions.batch_seconds(dispatcher.batch_size)
+    if settings.queue == "embedded" and settings.visibility_timeout_seconds < needed:
+        logs.problem(f"a batch of the longest declared action may take {needed} s, longer than "
+                     f"TASKS_VISIBILITY_TIMEOUT_S ({settings.visibility_timeout_seconds:g} s): its messages would "
+                     f"be delivered again while they run; set TASKS_VISIBILITY_TIMEOUT_S to at least {needed}")
 
 
 def _project_dir() -> str:

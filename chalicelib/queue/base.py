@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Optional
+
+from chalicelib.tasks import from_micros, to_micros
 
 
 class PublishError(RuntimeError):
@@ -23,8 +26,9 @@ class QueueStats:
 
 class TaskQueue(ABC):
     @abstractmethod
-    def send(self, body: str) -> str:
-        """Publish one message; its message id. Raises PublishError."""
+    def send(self, body: str, delay_seconds: float = 0) -> str:
+        """Publish one message, received no sooner than `delay_seconds` from now (at
+        most MAX_DELAY_SECONDS); its message id. Raises PublishError."""
 
     @abstractmethod
     def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
@@ -38,13 +42,36 @@ class TaskQueue(ABC):
     def stats(self) -> QueueStats:
         """How many messages wait, are in flight, and sit in the dead-letter queue."""
 
-    def publish_task(self, task_id: str) -> str:
-        return self.send(json.dumps({"task_id": task_id}))
+    def publish_task(self, task_id: str, run_at: Optional[datetime] = None) -> str:
+        """Publish a task's message; a delayed task's is held until `run_at`, which
+        must be at most MAX_DELAY_SECONDS ahead."""
+        if run_at is None:
+            return self.send(json.dumps({"task_id": task_id}))
+        delay = max(0.0, (run_at - datetime.now(timezone.utc)).total_seconds())
+        if delay > MAX_DELAY_SECONDS:
+            raise ValueError(f"a message can be held for at most {MAX_DELAY_SECONDS} s")
+        return self.send(json.dumps({"task_id": task_id, "run_at": to_micros(run_at)}), delay)
+
+
+# How long a queue holds a message before its first delivery: SQS's DelaySeconds ceiling.
+MAX_DELAY_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class Message:
+    task_id: str
+    run_at: Optional[datetime] = None  # a delayed task's: it must not start before
+
+
+def message_of(body: str) -> Message:
+    """What a message carries. Raises ValueError for a message this service did not send."""
+    value = json.loads(body)
+    if not isinstance(value, dict) or not isinstance(value.get("task_id"), str):
+        raise ValueError("message has no task_id")
+    run_at = value.get("run_at")
+    return Message(value["task_id"], from_micros(run_at) if isinstance(run_at, int) else None)
 
 
 def task_id_of(body: str) -> str:
     """The task id a message carries. Raises ValueError for a message this service did not send."""
-    value = json.loads(body)
-    if not isinstance(value, dict) or not isinstance(value.get("task_id"), str):
-        raise ValueError("message has no task_id")
-    return value["task_id"]
+    return message_of(body).task_id

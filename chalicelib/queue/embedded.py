@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from chalicelib.queue.base import PublishError, QueueStats, TaskQueue
+from chalicelib.queue.base import MAX_DELAY_SECONDS, PublishError, QueueStats, TaskQueue
 from chalicelib.sqlite_db import Database
 
 MIGRATIONS = (
@@ -71,15 +71,17 @@ class EmbeddedQueue(TaskQueue):
     def _now(self) -> int:
         return int(self._clock() * _MICROS)
 
-    def send(self, body: str) -> str:
+    def send(self, body: str, delay_seconds: float = 0) -> str:
         if len(body.encode()) > MAX_MESSAGE_BYTES:
             raise PublishError(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
         message_id = str(uuid.uuid4())
         now = self._now()
+        # A delayed message is invisible until its time, as SQS's DelaySeconds holds it.
+        visible_at = now + int(min(max(delay_seconds, 0), MAX_DELAY_SECONDS) * _MICROS)
         try:
             self._db.execute(
                 "INSERT INTO messages (id, queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
-                (message_id, self.name, body, now, now),
+                (message_id, self.name, body, now, visible_at),
             )
         except Exception as exc:  # any failure to persist is a failed publish
             raise PublishError(f"the embedded queue could not store the message: {exc}") from exc

@@ -1,11 +1,12 @@
 """Amazon SQS as the tasks queue."""
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.queue.base import PublishError, QueueStats, TaskQueue
+from chalicelib.queue.base import MAX_DELAY_SECONDS, PublishError, QueueStats, TaskQueue
 
 
 class SqsTaskQueue(TaskQueue):
@@ -17,9 +18,10 @@ class SqsTaskQueue(TaskQueue):
         self.url = queue_url
         self._dead_letter_url = dead_letter_url
 
-    def send(self, body: str) -> str:
+    def send(self, body: str, delay_seconds: float = 0) -> str:
+        extra = {"DelaySeconds": min(MAX_DELAY_SECONDS, math.ceil(delay_seconds))} if delay_seconds > 0 else {}
         try:
-            return self._client.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
+            return self._client.send_message(QueueUrl=self.url, MessageBody=body, **extra)["MessageId"]
         except (BotoCoreError, ClientError) as exc:
             raise PublishError(f"SQS refused the message: {exc}") from exc
 

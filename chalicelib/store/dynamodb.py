@@ -98,7 +98,7 @@ def _partitions(prefix: str) -> List[str]:
     return [f"{prefix}#{shard}" for shard in range(SHARDS)]
 
 
-_TIME_FIELDS = ("created_at", "started_at", "finished_at", "due_at")
+_TIME_FIELDS = ("created_at", "started_at", "finished_at", "due_at", "run_at")
 _JSON_FIELDS = ("data", "result")
 
 
@@ -137,6 +137,7 @@ def _decode_item(item: dict) -> Task:
         series_start=number("series_start") or 0,
         idempotency_key=item["idempotency_key"]["S"] if "idempotency_key" in item else None,
         request_id=item["request_id"]["S"] if "request_id" in item else None,
+        run_at=from_micros(number("run_at")),
     )
 
 
@@ -231,7 +232,7 @@ class DynamoTaskStore(TaskStore):
             for name in ("id", "action", "data", "status", "attempts", "created_at")
         }
         for name in ("result", "error", "started_at", "finished_at", "due_at", "series_start",
-                     "idempotency_key", "request_id"):
+                     "idempotency_key", "request_id", "run_at"):
             if getattr(task, name) is not None:
                 item[name] = _encode(name, getattr(task, name))
         shard = shard_of(task.id)

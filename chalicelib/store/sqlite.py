@@ -71,11 +71,17 @@ MIGRATIONS = (
             PRIMARY KEY (minute, action)
         )""",
     )),
+    # Version 7: delayed tasks, and listings by action (alone or with a status).
+    (7, (
+        "ALTER TABLE tasks ADD COLUMN run_at INTEGER",
+        "CREATE INDEX IF NOT EXISTS tasks_by_action_time ON tasks (action, created_at DESC, id DESC)",
+        "CREATE INDEX IF NOT EXISTS tasks_by_action_status_time ON tasks (action, status, created_at DESC, id DESC)",
+    )),
 )
 
 _COLUMNS = ("id, action, data, status, result, error, attempts, created_at, started_at, finished_at, due_at, "
-            "series_start, idempotency_key, request_id")
-_TIME_FIELDS = ("started_at", "finished_at", "due_at")
+            "series_start, idempotency_key, request_id, run_at")
+_TIME_FIELDS = ("started_at", "finished_at", "due_at", "run_at")
 _JSON_FIELDS = ("result",)
 
 
@@ -95,6 +101,7 @@ def _row_to_task(row: tuple) -> Task:
         series_start=row[11],
         idempotency_key=row[12],
         request_id=row[13],
+        run_at=from_micros(row[14]),
     )
 
 
@@ -140,13 +147,14 @@ class SqliteTaskStore(TaskStore):
 
     def _insert(self, task: Task) -> None:
         self._db.execute(
-            f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            f"INSERT INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
             (
                 task.id, task.action, json.dumps(task.data), task.status.value,
                 _column_value("result", task.result), task.error, task.attempts,
                 to_micros(task.created_at), _column_value("started_at", task.started_at),
                 _column_value("finished_at", task.finished_at), _column_value("due_at", task.due_at),
                 task.series_start, task.idempotency_key, task.request_id,
+                _column_value("run_at", task.run_at),
             ),
         )
 
