@@ -1,0 +1,166 @@
+"""Delayed tasks on both stacks: SQLite with the embedded queue, and DynamoDB with SQS under moto."""
+import json
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from chalicelib import factory, recovery
+from chalicelib.local.runtime import build_dispatcher
+from chalicelib.tasks import format_time, utcnow
+from tests.conftest import post_empty, post_task
+from tests.sqs_events import lambda_event, receive_all
+
+
+class Stack:
+    """The API and a way to deliver what the queue holds now to the worker."""
+
+    def __init__(self, client, app, sqs=None, url=None):
+        self.client, self._app, self._sqs, self._url = client, app, sqs, url
+
+    def deliver(self) -> int:
+        """Run the worker on every message visible now; how many there were."""
+        if self._sqs is None:
+            dispatcher, delivered = build_dispatcher(self._app), 0
+            while True:
+                batch = dispatcher.deliver_one_batch()
+                if not batch:
+                    dispatcher.drain()  # commits the deletes it holds back
+                    return delivered
+                delivered += batch
+        messages = receive_all(self._sqs, self._url, expected=10)
+        if messages:
+            event = lambda_event(self._sqs, self._url, messages)
+            payload = self.client.lambda_.invoke("process_tasks", event).payload
+            failed = {failure["itemIdentifier"] for failure in payload["batchItemFailures"]}
+            for message in messages:  # as Lambda's event source mapping does
+                if message["MessageId"] not in failed:
+                    self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def messages(self) -> int:
+        """Messages in the queue, visible or held."""
+        if self._sqs is None:
+            return factory.queue(factory.current_settings()).depth()
+        attributes = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["All"])["Attributes"]
+        return sum(int(attributes[name]) for name in ("ApproximateNumberOfMessages",
+                                                      "ApproximateNumberOfMessagesNotVisible",
+                                                      "ApproximateNumberOfMessagesDelayed"))
+
+    def submit(self, body, headers=None) -> dict:
+        response = post_task(self.client, body, headers=headers)
+        assert response.status_code == 202, response.body
+        return self.task(json.loads(response.body)["id"])
+
+    def task(self, task_id) -> dict:
+        return json.loads(self.client.http.get(f"/tasks/{task_id}").body)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def stack(request, client, chalice_app):
+    if request.param == "sqlite":
+        return Stack(client, chalice_app)
+    sqs, url = request.getfixturevalue("dynamodb_store")
+    return Stack(client, chalice_app, sqs, url)
+
+
+def recover_at(monkeypatch, moment: datetime) -> dict:
+    """One pass of the scheduled function as if it ran at `moment`."""
+    monkeypatch.setattr(recovery, "utcnow", lambda: moment)
+    return factory.recovery().run()
+
+
+def parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("schedule, pointer, says", [
+    ({"delay_seconds": -1}, "/delay_seconds", "from 0 to 31536000"),
+    ({"delay_seconds": "10"}, "/delay_seconds", "must be a number"),
+    ({"delay_seconds": True}, "/delay_seconds", "must be a number"),
+    ({"delay_seconds": 31_536_001}, "/delay_seconds", "a year"),
+    ({"run_at": "tomorrow"}, "/run_at", "RFC 3339"),
+    ({"run_at": "2026-12-02T10:00:00"}, "/run_at", "with its offset"),
+    ({"run_at": "2026-13-45T10:00:00Z"}, "/run_at", "RFC 3339"),
+    ({"run_at": 1767225600}, "/run_at", "RFC 3339"),
+    ({"run_at": format_time(utcnow() + timedelta(days=400))}, "/run_at", "more than a year ahead"),
+    ({"delay_seconds": 5, "run_at": format_time(utcnow())}, "/run_at", "not both"),
+])
+def test_bad_schedules_are_400s_that_store_and_publish_nothing(stack, schedule, pointer, says):
+    response = post_task(stack.client, {"action": "sum", **schedule})
+    assert response.status_code == 400
+    problem = json.loads(response.body)
+    assert problem["pointer"] == pointer and says in problem["detail"]
+    assert json.loads(stack.client.http.get("/tasks").body)["tasks"] == [] and stack.messages() == 0
+
+
+def test_a_short_delay_is_held_by_the_queue_and_then_runs(stack):
+    task = stack.submit({"action": "sum", "data": {"numbers": [2, 2]}, "delay_seconds": 2})
+    run_at = parse(task["run_at"])
+    assert task["status"] == "queued" and run_at - parse(task["created_at"]) == timedelta(seconds=2)
+    assert stack.deliver() == 0 and stack.task(task["id"])["attempts"] == 0  # held, not started
+    time.sleep(max(0.0, (run_at - utcnow()).total_seconds()) + 0.3)
+    assert stack.deliver() == 1
+    done = stack.task(task["id"])
+    assert done["status"] == "completed" and done["result"] == {"output": 4}
+    assert parse(done["started_at"]) >= run_at
+
+
+def test_a_run_at_in_the_past_runs_at_once(stack):
+    task = stack.submit({"action": "sum", "data": {"numbers": [1]}, "run_at": "2026-01-01T00:00:00+01:00"})
+    assert task["run_at"] == "2025-12-31T23:00:00.000000Z"
+    assert stack.deliver() == 1 and stack.task(task["id"])["status"] == "completed"
+
+
+def test_a_long_delay_waits_with_no_message_until_the_scheduled_function_publishes_it(stack, monkeypatch):
+    task = stack.submit({"action": "uppercase", "data": {"text": "later"}, "delay_seconds": 7200})
+    run_at = parse(task["run_at"])
+    assert task["status"] == "queued" and stack.messages() == 0
+    assert recover_at(monkeypatch, utcnow())["scheduled"] == 0 and stack.messages() == 0
+    # The pass before its time publishes it, for the queue to hold until then.
+    assert recover_at(monkeypatch, run_at - timedelta(seconds=30))["scheduled"] == 1 and stack.messages() == 1
+    assert recover_at(monkeypatch, run_at - timedelta(seconds=10))["scheduled"] == 0  # published once
+    assert stack.deliver() == 0 and stack.task(task["id"])["status"] == "queued"
+
+
+def test_a_long_delay_is_run_by_the_first_pass_after_its_time(stack, monkeypatch):
+    task = stack.submit({"action": "uppercase", "data": {"text": "later"}, "delay_seconds": 3600})
+    counts = recover_at(monkeypatch, parse(task["run_at"]) + timedelta(seconds=5))
+    assert counts["scheduled"] == 1 and counts["queued"] == 0
+    assert stack.deliver() == 1
+    assert stack.task(task["id"])["result"] == {"output": "LATER"}
+
+
+def test_a_waiting_task_can_be_cancelled_and_is_never_published(stack, monkeypatch):
+    task = stack.submit({"action": "sum", "delay_seconds": 3600})
+    cancelled = post_empty(stack.client, f"/tasks/{task['id']}/cancel")
+    assert cancelled.status_code == 200 and json.loads(cancelled.body)["status"] == "cancelled"
+    counts = recover_at(monkeypatch, parse(task["run_at"]) + timedelta(seconds=5))
+    assert counts["scheduled"] == counts["queued"] == 0 and stack.messages() == 0
+
+
+def test_a_short_delay_can_be_cancelled_and_its_message_is_dropped(stack):
+    task = stack.submit({"action": "sum", "delay_seconds": 1})
+    assert post_empty(stack.client, f"/tasks/{task['id']}/cancel").status_code == 200
+    time.sleep(1.3)
+    assert stack.deliver() == 1 and stack.messages() == 0
+    assert stack.task(task["id"])["status"] == "cancelled" and stack.task(task["id"])["attempts"] == 0
+
+
+def test_recovery_does_not_take_a_waiting_task_for_a_lost_one(stack, monkeypatch):
+    stale = factory.current_settings().stale_after_seconds
+    keyed = stack.submit({"action": "sum", "delay_seconds": 600}, headers={"Idempotency-Key": "later"})
+    far = stack.submit({"action": "sum", "delay_seconds": 7200})
+    # Past a keyed task's usual watch, before its time: neither is lost.
+    counts = recover_at(monkeypatch, utcnow() + timedelta(seconds=stale + 60))
+    assert counts["queued"] == counts["scheduled"] == 0
+    assert stack.messages() == 1  # the short delay's own message, still held
+    assert stack.task(keyed["id"])["status"] == stack.task(far["id"])["status"] == "queued"
+
+
+def test_a_message_early_for_its_task_goes_back_unclaimed(stack):
+    task = stack.submit({"action": "sum", "delay_seconds": 3600})
+    queue = factory.queue(factory.current_settings())
+    queue.send(json.dumps({"task_id": task["id"], "run_at": int(time.time() * 1e6) + 3_600_000_000}))
+    assert stack.deliver() == 1
+    assert stack.task(task["id"])["attempts"] == 0 and stack.messages() == 1  # back, hidden until its time
