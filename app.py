@@ -3,7 +3,7 @@ from chalice import Chalice, NotFoundError, Rate, Response
 from chalicelib import actions, cli, correlation, dashboard, factory, http_errors, openapi
 from chalicelib.local import runtime
 from chalicelib.validation import (media_type_problem, parse_idempotency_key, parse_list_query,
-                                   parse_new_task, parse_no_input, parse_series_query)
+                                   parse_new_task, parse_no_input, parse_series_query, parse_wait)
 
 app = Chalice(app_name="task-queue")
 
@@ -57,7 +57,8 @@ def list_tasks():
 @app.route("/tasks/{task_id}", methods=["GET"])
 @http_errors.translated
 def get_task(task_id):
-    task = factory.service().get(task_id)
+    wait = parse_wait(app.current_request.query_params)
+    task = factory.service().get(task_id, wait)
     if task is None:
         raise NotFoundError(f"no task with id {task_id}")
     return task.to_json()

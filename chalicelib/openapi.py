@@ -9,7 +9,7 @@ from chalicelib import actions, series
 from chalicelib.store.base import CURSOR_PATTERN
 from chalicelib.tasks import Status
 from chalicelib.validation import (ACTION_PATTERN, DEFAULT_LIMIT, MAX_ACTION_LENGTH, MAX_DEPTH, MAX_KEY_LENGTH,
-                                   MAX_LIMIT)
+                                   MAX_DELAY_SECONDS, MAX_LIMIT, MAX_WAIT_SECONDS)
 
 _JSON = "application/json"
 _PROBLEM = "application/problem+json"
@@ -65,7 +65,14 @@ def _new_task(declared: dict, reject_unknown: bool) -> dict:
             "action": {"type": "string", "minLength": 1, "maxLength": MAX_ACTION_LENGTH,
                        "pattern": ACTION_PATTERN, "examples": sorted(declared)},
             "data": {"type": ["object", "null"], "examples": [{"text": "hello world"}]},
+            "delay_seconds": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_DELAY_SECONDS,
+                              "description": "Start no sooner than this many seconds from now (at most a year)"},
+            "run_at": {"type": ["string", "null"], "format": "date-time",
+                       "description": "Start no sooner than this time (RFC 3339 with its offset, at most a "
+                                      "year ahead; a time past starts at once)"},
         },
+        "not": {"required": ["delay_seconds", "run_at"],
+                "properties": {"delay_seconds": {"type": "number"}, "run_at": {"type": "string"}}},
         "anyOf": branches,
     }
 
@@ -112,10 +119,14 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                         {"name": "cursor", "in": "query", "required": False,
                          "schema": {"type": "string", "pattern": CURSOR_PATTERN},
                          "description": "next_cursor from the previous page"},
+                        {"name": "action", "in": "query", "required": False,
+                         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ACTION_LENGTH,
+                                    "pattern": ACTION_PATTERN},
+                         "description": "Only tasks of this action (alone or with status)"},
                     ],
                     "responses": {
                         "200": _ok("A page of tasks", "TaskList"),
-                        "400": _problem("Unknown status, bad limit or cursor"),
+                        "400": _problem("Unknown status, bad limit, cursor or action"),
                         "503": _UNAVAILABLE,
                     },
                 },
@@ -124,9 +135,15 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                 "parameters": [_TASK_ID],
                 "get": {
                     "operationId": "getTask",
-                    "summary": "One task",
-                    "responses": {"200": _ok("The task", "Task"), "404": _problem("No such task"),
-                                  "503": _UNAVAILABLE},
+                    "summary": "One task; with ?wait=N, as soon as it is final or after N seconds",
+                    "parameters": [{
+                        "name": "wait", "in": "query", "required": False,
+                        "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+                        "description": "Seconds to wait for the task to complete, fail or be cancelled; "
+                                       "the answer is the task as it then is",
+                    }],
+                    "responses": {"200": _ok("The task", "Task"), "400": _problem("wait out of range"),
+                                  "404": _problem("No such task"), "503": _UNAVAILABLE},
                 },
                 "delete": {
                     "operationId": "deleteTask",
@@ -272,7 +289,7 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
             "Task": {
                 "type": "object",
                 "required": ["id", "action", "data", "status", "result", "error", "attempts",
-                             "created_at", "started_at", "finished_at", "request_id"],
+                             "created_at", "started_at", "finished_at", "request_id", "run_at"],
                 "properties": {
                     "id": {"type": "string", "format": "uuid"},
                     "action": {"type": "string"},
@@ -286,6 +303,8 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                     "finished_at": _TIME,
                     "request_id": {"type": ["string", "null"],
                                    "description": "The id of the request that made the task"},
+                    "run_at": {**_TIME, "description": "A delayed task's start time: it stays queued until "
+                                                       "then (null: at once)"},
                 },
             },
             "TaskList": {

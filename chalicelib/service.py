@@ -151,13 +151,16 @@ class TaskService:
                             "use a new key for a new task")
         return held.task_id, self._store.get(held.task_id)
 
-    def get(self, task_id: str) -> Optional[Task]:
+    def get(self, task_id: str, wait_seconds: Optional[float] = None) -> Optional[Task]:
+        """The task; with `wait_seconds`, as soon as it is final or once they have passed."""
         try:
             canonical = str(uuid.UUID(task_id))
         except ValueError:
             return None
         if canonical != task_id.lower():
             return None
+        if wait_seconds:
+            return self._store.wait_final(canonical, wait_seconds)
         return self._store.get(canonical)
 
     def _existing(self, task_id: str) -> Task:
@@ -167,7 +170,7 @@ class TaskService:
         return task
 
     def list(self, query: ListQuery) -> Page:
-        return self._store.list(query.status, query.limit, query.cursor)
+        return self._store.list(query.status, query.limit, query.cursor, query.action)
 
     def stats(self) -> dict:
         """Counts per status, the queue's depth, and how long the oldest queued task has waited."""

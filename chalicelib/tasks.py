@@ -61,7 +61,8 @@ def format_time(moment: Optional[datetime]) -> Optional[str]:
     """RFC 3339 in UTC with microseconds, e.g. 2026-11-23T04:02:11.123456Z."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: strftime's %Y does not pad years before 1000 to four digits.
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def to_micros(moment: datetime) -> int:

@@ -62,6 +62,7 @@ class ListQuery:
     status: Optional[Status]
     limit: int
     cursor: Optional[str]
+    action: Optional[str] = None
 
 
 def _finite(text: str) -> float:
@@ -181,7 +182,11 @@ def _rfc3339(text) -> datetime:
         moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
         raise problem from None
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # within a day of year 1 or year 9999, out of range in UTC
+        return datetime.min.replace(tzinfo=timezone.utc) if moment.year == 1 else datetime.max.replace(
+            tzinfo=timezone.utc)
 
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
@@ -230,7 +235,29 @@ def parse_list_query(params: Optional[Mapping[str, str]]) -> ListQuery:
     cursor = params.get("cursor")
     if cursor is not None:
         decode_cursor(cursor)  # raises InvalidCursor: a 400 before any query runs
-    return ListQuery(status=status, limit=limit, cursor=cursor)
+    action = params.get("action")
+    if action is not None and (not _ACTION.search(action) or len(action) > MAX_ACTION_LENGTH
+                               or _SURROGATE.search(action)):
+        raise InvalidInput(f"action must be an action's name, up to {MAX_ACTION_LENGTH} characters "
+                           "and not only white space")
+    return ListQuery(status=status, limit=limit, cursor=cursor, action=action)
+
+
+MAX_WAIT_SECONDS = 20  # well inside API Gateway's 29 s
+
+
+def parse_wait(params: Optional[Mapping[str, str]]) -> Optional[float]:
+    """?wait=N: how many seconds (0 to 20) a read may wait for the task to be final."""
+    raw = (params or {}).get("wait")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # NaN fails this too
+        raise InvalidInput(f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}; got {raw!r}")
+    return seconds
 
 
 @dataclass(frozen=True)

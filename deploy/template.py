@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Tuple
 
-from chalicelib.store.dynamodb import BY_DUE, BY_OUTCOME, BY_TIME, TABLE_SCHEMA, TTL_ATTRIBUTE
+from chalicelib.store.dynamodb import BY_ACTION, BY_DUE, BY_OUTCOME, BY_TIME, TABLE_SCHEMA, TTL_ATTRIBUTE
 from deploy import operations
 
 API_FUNCTION = "APIHandler"
@@ -181,7 +181,7 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
              "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem",
                         "dynamodb:UpdateItem", "dynamodb:BatchGetItem"],
              "Resource": table_arn},
-            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns(BY_TIME, BY_OUTCOME)},
+            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": index_arns(BY_TIME, BY_OUTCOME, BY_ACTION)},
         ]),
         worker_role: _role_policy(worker_role, [
             _log_statement("WorkerLogGroup"),

@@ -116,6 +116,34 @@ class StoreContract:
         assert [t.id for t in store.list(Status.COMPLETED).tasks] == [done.id]
         assert store.list(Status.FAILED).tasks == []
 
+    def test_list_filters_by_action_alone_and_with_a_status_and_pages(self, store):
+        tasks = [make_task("sum" if n % 3 else "uppercase", offset_us=n) for n in range(12)]
+        for task in tasks:
+            store.insert(task)
+        for task in tasks[:4]:
+            claimed = store.claim(task.id, utcnow())
+            store.finish(task.id, claimed.attempts, Status.COMPLETED, utcnow(), result={"output": 1})
+        newest_first = sorted(tasks, key=lambda t: (t.created_at, t.id), reverse=True)
+        sums, cursor = [], None
+        while True:
+            page = store.list(limit=3, cursor=cursor, action="sum")
+            sums += page.tasks
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert [t.id for t in sums] == [t.id for t in newest_first if t.action == "sum"]
+        done = {t.id for t in tasks[:4]}
+        assert [t.id for t in store.list(Status.COMPLETED, action="sum").tasks] == [
+            t.id for t in newest_first if t.action == "sum" and t.id in done]
+        assert [t.id for t in store.list(Status.QUEUED, action="uppercase").tasks] == [
+            t.id for t in newest_first if t.action == "uppercase" and t.id not in done]
+        assert store.list(action="resize").tasks == []
+
+    def test_a_delayed_task_keeps_its_run_at(self, store):
+        task = Task.new("sum", {}, run_at=utcnow() + timedelta(hours=2), due_at=utcnow() + timedelta(hours=2))
+        store.insert(task)
+        assert store.get(task.id) == task
+
     def test_exact_page_has_no_next_cursor(self, store):
         for n in range(3):
             store.insert(make_task(offset_us=n))

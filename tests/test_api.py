@@ -174,6 +174,19 @@ def test_list_is_newest_first_with_status_filter(client, chalice_app):
     assert [t["id"] for t in queued["tasks"]] == [second]
 
 
+def test_list_filters_by_action_alone_and_with_status(client, chalice_app):
+    first = json.loads(post_task(client, {"action": "sum"}).body)["id"]
+    drain(chalice_app)
+    second = json.loads(post_task(client, {"action": "sum"}).body)["id"]
+    post_task(client, {"action": "uppercase"})
+    assert [t["id"] for t in json.loads(client.http.get("/tasks?action=sum").body)["tasks"]] == [second, first]
+    both = json.loads(client.http.get("/tasks?action=sum&status=completed").body)["tasks"]
+    assert [t["id"] for t in both] == [first]
+    assert json.loads(client.http.get("/tasks?action=resize").body)["tasks"] == []
+    blank = client.http.get("/tasks?action=%20")
+    assert blank.status_code == 400 and "action must be" in json.loads(blank.body)["detail"]
+
+
 def test_cursor_pagination_reaches_every_task_once(client):
     ids = [json.loads(post_task(client, {"action": "sum"}).body)["id"] for _ in range(23)]
     seen, cursor = [], None

@@ -40,8 +40,9 @@ def test_the_capacity_probe_bills_writes_and_reads_from_the_calls_it_records():
     from bench.common import ROOT
 
     figures = capacity._probe(ROOT, 20, [1000])
-    # Every task writes its item three times (submit, claim, outcome) and its time entry once.
+    # Every task writes its item three times (submit, claim, outcome) and its time and action entries once.
     assert figures["write_units_per_task_by_place"]["by_time"] == 1.0
+    assert figures["write_units_per_task_by_place"]["by_action"] == 1.0
     assert figures["write_units_per_task_by_place"]["table"] >= 3.0
     assert figures["counts"] == {"completed": 20}
     assert figures["stats_read_units"] == figures["stats_read_units_at_1000"] > 0

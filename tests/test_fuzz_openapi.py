@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.openapi import document
-from tests.local_server import LocalServer
+from tests.local_server import PROJECT_DIR, LocalServer
 
 CONFIG = Path(__file__).parent / "fuzz" / "schemathesis.toml"
 
@@ -39,7 +39,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path):
              "--checks", "all", "--max-examples", "40", "--seed", "20261123", "--workers", "2",
              "--max-time", "60", "--request-timeout", "10"],
             capture_output=True, text=True, timeout=300,
-            env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"},
+            env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1",
+                 "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", "PYTHONPATH": str(PROJECT_DIR)},
+            cwd=PROJECT_DIR,
         )
     finally:
         server.stop()

@@ -35,6 +35,23 @@ def test_listing_never_scans(store, dynamodb, monkeypatch):
     assert len(store.list(limit=2).tasks) == 2
 
 
+def test_listing_by_action_queries_its_index(store, dynamodb, monkeypatch):
+    for n in range(3):
+        store.insert(make_task("sum" if n else "uppercase", offset_us=n))
+    indexes = []
+    query = dynamodb.query
+
+    def recording(**request):
+        indexes.append(request["IndexName"])
+        return query(**request)
+
+    monkeypatch.setattr(dynamodb, "query", recording)
+    monkeypatch.setattr(dynamodb, "scan", lambda **_: (_ for _ in ()).throw(AssertionError("Scan")))
+    assert [task.action for task in store.list(action="sum").tasks] == ["sum", "sum"]
+    assert [task.action for task in store.list(Status.QUEUED, action="uppercase").tasks] == ["uppercase"]
+    assert set(indexes) == {"by_action"}
+
+
 def test_a_final_task_expires_through_ttl_and_a_retried_one_no_longer_does(store, dynamodb):
     from datetime import timedelta
 

@@ -35,6 +35,12 @@ def test_listing_uses_the_indexes(db):
                      "ORDER BY created_at DESC, id DESC LIMIT 100", ("queued", 1, "x"))
     assert "tasks_by_time" in newest and "TEMP B-TREE" not in newest
     assert "tasks_by_status_time" in by_status and "TEMP B-TREE" not in by_status
+    by_action = plan("SELECT id FROM tasks WHERE action = ? AND (created_at, id) < (?, ?) "
+                     "ORDER BY created_at DESC, id DESC LIMIT 100", ("sum", 1, "x"))
+    by_both = plan("SELECT id FROM tasks WHERE action = ? AND status = ? ORDER BY created_at DESC, id DESC "
+                   "LIMIT 100", ("sum", "queued"))
+    assert "tasks_by_action_time" in by_action and "TEMP B-TREE" not in by_action
+    assert "tasks_by_action_status_time" in by_both and "TEMP B-TREE" not in by_both
 
 
 def test_concurrent_writers_never_see_database_is_locked(store):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -94,11 +95,13 @@ class TaskStore(ABC):
 
     @abstractmethod
     def _page(
-        self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]
+        self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]],
+        action: Optional[str] = None,
     ) -> Tuple[list, Optional[Tuple[datetime, str]]]:
-        """Up to `limit` tasks, newest first (created_at, then id, descending), older
-        than `after`; and None, or the position to go on from where the backend
-        stopped looking before it found `limit` (a page that reads a bounded amount)."""
+        """Up to `limit` tasks (of `action`, when given), newest first (created_at, then
+        id, descending), older than `after`; and None, or the position to go on from
+        where the backend stopped looking before it found `limit` (a page that reads a
+        bounded amount). An index serves each combination: no scan of the tasks."""
 
     @abstractmethod
     def _transition(
@@ -192,9 +195,10 @@ class TaskStore(ABC):
             raise ValueError(f"a task cannot move from {sorted(s.value for s in frm)} to {to.value}")
         return self._transition(task_id, frm, to, expect_attempts, fields, increment_attempts, returning)
 
-    def list(self, status: Optional[Status] = None, limit: int = 100, cursor: Optional[str] = None) -> Page:
+    def list(self, status: Optional[Status] = None, limit: int = 100, cursor: Optional[str] = None,
+             action: Optional[str] = None) -> Page:
         after = decode_cursor(cursor) if cursor is not None else None
-        rows, stopped_at = self._page(status, limit + 1, after)
+        rows, stopped_at = self._page(status, limit + 1, after, action)
         tasks = rows[:limit]
         if len(rows) > limit:
             next_cursor = encode_cursor(tasks[-1].created_at, tasks[-1].id)
@@ -269,6 +273,31 @@ class TaskStore(ABC):
             if cancelled is not None:
                 self._finished(cancelled)
         return cancelled
+
+    def wait_final(self, task_id: str, seconds: float) -> Optional[Task]:
+        """The task as soon as it is final, or as it is after `seconds` (None if there is none).
+
+        A backend that can tell when an outcome commits wakes on it; others read the
+        task again with backoff (0.1 s doubling to 1 s: about one read a waiting second)."""
+        deadline = time.monotonic() + seconds
+        pause = 0.1
+        while True:
+            mark = self._change_mark()
+            task = self.get(task_id)
+            remaining = deadline - time.monotonic()
+            if task is None or task.status.is_final or remaining <= 0:
+                return task
+            self._wait_for_change(mark, remaining, pause)
+            pause = min(pause * 2, 1.0)
+
+    def _change_mark(self) -> Any:
+        """Something that tells whether a task became final since (see _wait_for_change)."""
+        return None
+
+    def _wait_for_change(self, mark: Any, remaining: float, pause: float) -> None:
+        """Return when a task may have become final since `mark`: here, after the
+        polling pause (a backend that can tell waits up to `remaining`)."""
+        time.sleep(min(pause, remaining))
 
     def due(self, now: datetime, limit: int = 100) -> List[Task]:
         """Tasks that are not final and have outstayed their due time."""

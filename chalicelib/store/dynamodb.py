@@ -13,12 +13,14 @@ does not have to:
   to find. Completed, queued and running are the common or the newest tasks:
   their listings walk `by_time` and keep the matching ones, a bounded number
   of entries per request.
+- `by_action`: every task, by action and creation, written once at insert: a
+  listing of one action (and, walking it, of one action in one status).
 - `by_due`: tasks that recovery must watch, by due time: a task stored under an
   Idempotency-Key before its publish, and one queued again (a retry, a failed
   publish). A claim takes it out: the queue's visibility timeout then brings
   back a dead worker's message.
 
-A submit writes the item and its `by_time` entry; a claim and an outcome write
+A submit writes the item and its `by_time` and `by_action` entries; a claim and an outcome write
 the item (and a failed or cancelled one its `by_outcome` entry), and each
 request or worker batch adds its net change to a counter item (see
 dynamo_counts). Idempotency-Key records and counter items share the table under
@@ -53,6 +55,7 @@ SHARDS = 32
 KEY_PREFIX = "idempotency-key#"
 BY_TIME = "by_time"
 BY_OUTCOME = "by_outcome"
+BY_ACTION = "by_action"
 BY_DUE = "by_due"
 TTL_ATTRIBUTE = "expires_at"
 OUTCOMES_INDEXED = frozenset({Status.FAILED, Status.CANCELLED})
@@ -77,6 +80,7 @@ TABLE_SCHEMA = {
         {"AttributeName": "id", "AttributeType": "S"},
         {"AttributeName": "time_pk", "AttributeType": "S"},
         {"AttributeName": "outcome_pk", "AttributeType": "S"},
+        {"AttributeName": "action_pk", "AttributeType": "S"},
         {"AttributeName": "sort_key", "AttributeType": "S"},
         {"AttributeName": "due_pk", "AttributeType": "S"},
         {"AttributeName": "due_at", "AttributeType": "N"},
@@ -84,6 +88,7 @@ TABLE_SCHEMA = {
     "GlobalSecondaryIndexes": [
         _keys_only(BY_TIME, "time_pk", "sort_key"),
         _keys_only(BY_OUTCOME, "outcome_pk", "sort_key"),
+        _keys_only(BY_ACTION, "action_pk", "sort_key"),
         _keys_only(BY_DUE, "due_pk", "due_at"),
     ],
     "BillingMode": "PAY_PER_REQUEST",
@@ -239,6 +244,7 @@ class DynamoTaskStore(TaskStore):
         if task.due_at is not None:
             item["due_pk"] = {"S": f"due#{shard}"}
         item["time_pk"] = {"S": f"t#{shard}"}
+        item["action_pk"] = {"S": f"{task.action}#{shard}"}  # the shard, last, is digits: no two actions meet
         item["sort_key"] = {"S": sort_key(task.created_at, task.id)}
         if task.status in OUTCOMES_INDEXED:
             item["outcome_pk"] = {"S": f"{task.status.value}#{shard}"}
@@ -293,9 +299,14 @@ class DynamoTaskStore(TaskStore):
         return merged(self._client, self._table, index, partition, sort, _partitions(prefix),
                       newest_first, bound, page)
 
-    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]):
+    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]],
+              action: Optional[str] = None):
         bound = None if after is None else {"op": "<", "value": {"S": sort_key(*after)}}
-        if status in OUTCOMES_INDEXED:
+        if action is not None:
+            entries = self._merged(BY_ACTION, "action_pk", "sort_key", action, True, bound,
+                                   page=-(-limit // SHARDS) + 1 if status is None else BATCH_GET)
+            walking = status is not None
+        elif status in OUTCOMES_INDEXED:
             entries = self._merged(BY_OUTCOME, "outcome_pk", "sort_key", status.value, True, bound,
                                    page=-(-limit // SHARDS) + 1)
             walking = False

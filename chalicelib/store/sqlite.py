@@ -5,6 +5,7 @@ import contextlib
 import functools
 import json
 import sqlite3
+import threading
 from collections import Counter
 from datetime import datetime
 from typing import Callable, Optional, Tuple, TypeVar
@@ -137,6 +138,27 @@ def _reaches_sqlite(method):
 class SqliteTaskStore(TaskStore):
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Outcomes committed in this process, for readers waiting on one (?wait).
+        self._outcomes = threading.Condition()
+        self._outcome_count = 0
+
+    def _finished(self, task: Task) -> None:
+        super()._finished(task)
+        self._db.after_commit(self._announce_outcome)
+
+    def _announce_outcome(self) -> None:
+        with self._outcomes:
+            self._outcome_count += 1
+            self._outcomes.notify_all()
+
+    def _change_mark(self) -> int:
+        return self._outcome_count
+
+    def _wait_for_change(self, mark: int, remaining: float, pause: float) -> None:
+        """Woken by the commit of an outcome (the worker runs in this process under
+        `chalice local`), not by a timer."""
+        with self._outcomes:
+            self._outcomes.wait_for(lambda: self._outcome_count != mark, remaining)
 
     @_reaches_sqlite
     def insert(self, task: Task) -> None:
@@ -172,8 +194,12 @@ class SqliteTaskStore(TaskStore):
         return _row_to_task(rows[0]) if rows else None
 
     @_reaches_sqlite
-    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]]):
+    def _page(self, status: Optional[Status], limit: int, after: Optional[Tuple[datetime, str]],
+              action: Optional[str] = None):
         where, params = [], []
+        if action is not None:
+            where.append("action = ?")
+            params.append(action)
         if status is not None:
             where.append("status = ?")
             params.append(status.value)
