@@ -115,7 +115,7 @@ def test_plain_chalice_local_restarts_once_per_code_edit_and_loses_no_task(tmp_p
             for number in range(round_number * 15, round_number * 15 + 15):
                 ids[submit_until_accepted(server, number)] = number
             if round_number < edits:
-                with open(project / "chalicelib" / "actions.py", "a") as source:
+                with open(project / "chalicelib" / "actions" / "uppercase.py", "a") as source:
                     source.write(f"\n# edit {round_number + 1}\n")
                 assert server.wait_until(lambda: servers_started() == round_number + 2, timeout=30), \
                     server.log_path.read_text()[-3000:]
