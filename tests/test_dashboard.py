@@ -123,6 +123,32 @@ def test_dashboard_behind_a_stage_prefix(tmp_path, chrome):
             submit(chrome, "sum", "{not json")
             wait(chrome, lambda d: "not valid JSON" in by_id(d, "data-error").text)
 
+            # The form offers the declared actions and builds its fields from their schemas.
+            wait(chrome, lambda d: {"sum", "uppercase"} <= {
+                option.get_attribute("value") for option in d.find_elements("css selector", "#actions option")})
+            action_field = by_id(chrome, "action")
+            action_field.clear()
+            action_field.send_keys("sum")
+            numbers = wait(chrome, lambda d: d.find_elements("id", "field-numbers") and by_id(d, "field-numbers"))
+            assert "The numbers to add up" in by_id(chrome, "schema-fields").text  # from the schema
+            numbers.clear()
+            numbers.send_keys("[2, 40]")
+            assert json.loads(by_id(chrome, "data").get_attribute("value")) == {"numbers": [2, 40]}
+            by_id(chrome, "submit").click()
+            built = submitted_id(chrome)
+            wait(chrome, lambda d: server.call("GET", f"/tasks/{built}")[1]["result"] == {"output": 42})
+            numbers.clear()
+            numbers.send_keys('[1, "x"]')
+            by_id(chrome, "submit").click()
+            wait(chrome, lambda d: "must be number" in by_id(d, "field-error-numbers").text)
+            assert by_id(chrome, "data-error").text == ""
+
+            # The list filters by action.
+            Select(by_id(chrome, "action-filter")).select_by_value("sum")
+            wait(chrome, lambda d: {row.find_elements("css selector", "td")[1].text
+                                    for row in d.find_elements("css selector", "#task-rows tr")} == {"sum"})
+            Select(by_id(chrome, "action-filter")).select_by_value("")
+
             # Whatever a task holds shows as text.
             submit(chrome, "echo", '{"text": "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"}')
             hostile = submitted_id(chrome)
@@ -137,7 +163,7 @@ def test_dashboard_behind_a_stage_prefix(tmp_path, chrome):
                                     d.find_elements("css selector", "#task-rows tr")] == [failed])
             click_row(chrome, failed)
             wait(chrome, lambda d: by_id(d, "detail-id").text == failed)
-            assert "only numbers" in by_id(chrome, "detail-error").text
+            assert "too large" in by_id(chrome, "detail-error").text
             assert json.loads(by_id(chrome, "detail-data").text) == {"numbers": [1e308, 1e308]}
             assert by_id(chrome, "detail-attempts").text == "1"
             first_start = server.call("GET", f"/tasks/{failed}")[1]["started_at"]

@@ -8,10 +8,13 @@ const SERIES_EVERY = 5;      // the charts refresh every 5th tick: their points 
 const SERIES_MINUTES = 60;
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 20;
+const DEFAULT_DATA = '{"text": "hello world"}';  // the data box's first content
 const $ = (id) => document.getElementById(id);
 
 const state = {
   status: "",
+  action: "",        // the list's action filter
+  actions: {},       // name -> the action as GET /actions lists it
   cursors: [null],   // cursors[i] opens page i; page 0 is the newest
   page: 0,
   nextCursor: null,
@@ -45,6 +48,7 @@ async function api(method, path, body) {
     const message = (payload && (payload.error || payload.detail || payload.message)) || response.statusText;
     const error = new Error(message);
     error.status = response.status;
+    error.pointer = payload && payload.pointer;
     throw error;
   }
   return payload;
@@ -118,6 +122,7 @@ function renderRows(tasks) {
 async function refreshList() {
   const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (state.status) params.set("status", state.status);
+  if (state.action) params.set("action", state.action);
   const cursor = state.cursors[state.page];
   if (cursor) params.set("cursor", cursor);
   const page = await api("GET", "tasks?" + params.toString());
@@ -136,6 +141,7 @@ function showDetail(task) {
   $("detail-status").replaceChildren(badge(task.status));
   text($("detail-attempts"), task.attempts);
   text($("detail-created"), formatTime(task.created_at));
+  text($("detail-run-at"), task.run_at ? formatTime(task.run_at) : "at once");
   text($("detail-started"), formatTime(task.started_at));
   text($("detail-finished"), formatTime(task.finished_at));
   text($("detail-data"), json(task.data));
@@ -254,15 +260,117 @@ async function refresh() {
   }
 }
 
-function fieldFor(message) {
-  if (/^action\b/i.test(message)) return "action-error";
-  if (/^(data\b|invalid JSON)/i.test(message)) return "data-error";
+// Where an error belongs: by the pointer the API names, else by its first words.
+function fieldFor(error) {
+  const pointer = error.pointer || "";
+  const field = pointer.match(/^\/data\/([^/]+)/);
+  if (field && $("field-error-" + field[1])) return "field-error-" + field[1];
+  if (pointer === "/action") return "action-error";
+  if (pointer === "/delay_seconds" || pointer === "/run_at") return "delay-error";
+  if (pointer.startsWith("/data")) return "data-error";
+  if (/^action\b/i.test(error.message)) return "action-error";
+  if (/^(data\b|invalid JSON)/i.test(error.message)) return "data-error";
   return "form-error";
+}
+
+// The declared actions: the action field offers them, the list filters by them,
+// and a declared action's schema builds the form's fields.
+async function loadActions() {
+  const listed = await api("GET", "actions");
+  state.actions = Object.fromEntries(listed.actions.map((declared) => [declared.name, declared]));
+  $("actions").replaceChildren(...listed.actions.map((declared) => {
+    const option = document.createElement("option");
+    option.value = declared.name;
+    return option;
+  }));
+  const filter = $("action-filter");
+  filter.replaceChildren(filter.options[0], ...listed.actions.map((declared) => {
+    const option = document.createElement("option");
+    option.value = declared.name;
+    option.textContent = declared.name;
+    return option;
+  }));
+  filter.value = state.action;
+  buildFields();
+}
+
+function currentData() {
+  try {
+    const data = JSON.parse($("data").value || "{}");
+    return data && typeof data === "object" && !Array.isArray(data) ? data : {};
+  } catch (error) {
+    return {};
+  }
+}
+
+// One input per property of the chosen action's schema; each edit writes the data box.
+function buildFields() {
+  const declared = state.actions[$("action").value];
+  const properties = (declared && declared.schema && declared.schema.properties) || {};
+  const required = new Set((declared && declared.schema && declared.schema.required) || []);
+  text($("action-description"), declared ? declared.description : "");
+  // A data box still holding an example (or nothing) takes the chosen action's example.
+  const examples = Object.values(state.actions).flatMap((other) => (other.schema && other.schema.examples) || [])
+    .map((example) => JSON.stringify(example));
+  const shown = $("data").value.trim();
+  const example = declared && declared.schema && declared.schema.examples && declared.schema.examples[0];
+  if (example && (!shown || shown === DEFAULT_DATA || examples.includes(JSON.stringify(currentData())))) {
+    $("data").value = JSON.stringify(example);
+  }
+  const data = currentData();
+  const nodes = [];
+  for (const [name, property] of Object.entries(properties)) {
+    const id = "field-" + name;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = name + (required.has(name) ? " *" : "") + (property.description ? " — " + property.description : "");
+    const input = document.createElement(property.type === "array" || property.type === "object" ? "textarea" : "input");
+    input.id = id;
+    input.dataset.field = name;
+    input.dataset.type = property.type || "";
+    if (property.type === "boolean") {
+      input.type = "checkbox";
+      input.checked = data[name] === true;
+    } else if (name in data) {
+      input.value = typeof data[name] === "string" ? data[name] : JSON.stringify(data[name]);
+    }
+    if (input.tagName === "TEXTAREA") input.rows = 2;
+    input.placeholder = property.type === "array" ? "[1, 2, 3]" : (property.type || "");
+    input.addEventListener("input", fieldsToData);
+    input.addEventListener("change", fieldsToData);
+    const error = document.createElement("p");
+    error.className = "field-error";
+    error.id = "field-error-" + name;
+    error.setAttribute("role", "alert");
+    nodes.push(label, input, error);
+  }
+  $("schema-fields").replaceChildren(...nodes);
+}
+
+function fieldValue(input) {
+  const type = input.dataset.type;
+  if (type === "boolean") return input.checked;
+  const raw = input.value;
+  if (raw === "") return undefined;
+  if (type === "string") return raw;
+  if (type === "number" || type === "integer") return Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  try { return JSON.parse(raw); } catch (error) { return raw; }  // the API names what is wrong
+}
+
+function fieldsToData() {
+  const data = currentData();
+  for (const input of $("schema-fields").querySelectorAll("[data-field]")) {
+    const value = fieldValue(input);
+    if (value === undefined) delete data[input.dataset.field];
+    else data[input.dataset.field] = value;
+  }
+  $("data").value = JSON.stringify(data);
 }
 
 async function submitTask(event) {
   event.preventDefault();
-  for (const id of ["action-error", "data-error", "form-error", "form-ok"]) text($(id), "");
+  for (const id of ["action-error", "data-error", "delay-error", "form-error", "form-ok"]) text($(id), "");
+  for (const node of $("schema-fields").querySelectorAll(".field-error")) text(node, "");
   const action = $("action").value;
   const rawData = $("data").value.trim();
   let data;
@@ -275,13 +383,15 @@ async function submitTask(event) {
     }
   }
   const body = data === undefined ? { action } : { action, data };
+  const delay = $("delay").value.trim();
+  if (delay) body.delay_seconds = Number.isFinite(Number(delay)) ? Number(delay) : delay;
   try {
     const accepted = await api("POST", "tasks", JSON.stringify(body));
     text($("form-ok"), "Queued " + accepted.id);
     state.page = 0;
     await refresh();
   } catch (error) {
-    text($(fieldFor(error.message)), error.message);
+    text($(fieldFor(error)), error.message);
   }
 }
 
@@ -314,9 +424,16 @@ $("key-form").addEventListener("submit", (event) => {
   $("api-key").value = "";
   $("key-form").hidden = true;
   text($("key-error"), "");
+  loadActions().catch((error) => text($("form-error"), "Could not load the actions: " + error.message));
   refresh();
 });
 $("submit-form").addEventListener("submit", submitTask);
+$("action").addEventListener("input", buildFields);
+$("action-filter").addEventListener("change", (event) => {
+  state.action = event.target.value;
+  state.cursors = [null];
+  goTo(0);
+});
 $("status-filter").addEventListener("change", (event) => {
   state.status = event.target.value;
   state.cursors = [null];
@@ -332,5 +449,6 @@ $("cancel").addEventListener("click", () => act("POST", "/cancel", "{}"));
 $("delete").addEventListener("click", () => act("DELETE", ""));
 $("close-detail").addEventListener("click", () => { $("detail").hidden = true; state.selected = null; });
 
+loadActions().catch((error) => text($("form-error"), "Could not load the actions: " + error.message));
 refresh();
 setInterval(refresh, REFRESH_MS);
