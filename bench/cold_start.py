@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import validation
 from bench.common import ROOT, median
 
 LOCAL = {"TASKS_STORE": "sqlite", "TASKS_QUEUE": "embedded"}
@@ -49,4 +50,5 @@ def measure(runs: int = 7) -> dict:
         out = Path(folder) / "package"
         package("prod", out, lint=False)
         figures["package_bytes"] = (out / "deployment.zip").stat().st_size
+        figures["package_validator_bytes"] = validation.package_share(out / "deployment.zip")
     return figures

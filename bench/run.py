@@ -23,7 +23,7 @@ REPORT = ROOT / "docs" / "benchmarks.md"
 
 
 def collect(quick: bool) -> dict:
-    from bench import capacity, cold_start, cost, drain, latency, listing, sqlite_limit, submit
+    from bench import capacity, cold_start, cost, drain, latency, listing, sqlite_limit, submit, validation
 
     n = 300 if quick else 2000
     figures: dict = {"machine": machine(), "quick": quick,
@@ -41,6 +41,7 @@ def collect(quick: bool) -> dict:
     figures["submit_in_process_per_s"] = step("submit in process", lambda: {
         f"{sync}{'' if threads == 1 else f'_{threads}_threads'}": submit.in_process(n, sync, threads)
         for sync in ("FULL", "NORMAL") for threads in (1, 8)})
+    figures["validation"] = step("data checks", validation.measure)
     figures["submit_http_per_s"] = step("submit over HTTP", lambda: submit.over_http(200 if quick else 1000))
     drain_tasks = 500 if quick else 3000
     figures["drain_per_s"] = step("drain", lambda: {
@@ -85,6 +86,8 @@ def table(f: dict) -> list:
             value = sub[f"{sync}{suffix}"]
             rows.append((f"Submit in process, {label}, {sync}, tasks/s", _fmt(value),
                          f"{value / limit[sync]:.2f}x commit limit", _verdict(value >= 3000, "≥ 3,000")))
+    if "validation" in f:
+        rows += validation_rows(f)
     http = f["submit_http_per_s"]
     for clients, who in (("", "1 client"), ("_8_clients", "8 clients")):
         for mode, label in (("keepalive", "keep-alive"), ("new_connection", "new connection each")):
@@ -132,7 +135,9 @@ def table(f: dict) -> list:
     rows.append(("First use of the backends, local / cloud (imports + clients)",
                  f"{_fmt(c['first_use_local']['median_ms'])} / {_fmt(c['first_use_cloud']['median_ms'])} ms",
                  "cloud loads boto3, local does not" if not c["first_use_local"]["boto3_loaded"] else "", ""))
-    rows.append(("Deployment package", f"{c['package_bytes'] / 1024:.0f} KiB", "", ""))
+    rows.append(("Deployment package", f"{c['package_bytes'] / 1024:.0f} KiB",
+                 f"fastjsonschema {c['package_validator_bytes'] / 1024:.0f} KiB of it"
+                 if "package_validator_bytes" in c else "", ""))
     rows += capacity_rows(f)
     cost = f["cost"]
     total = cost["cost_per_million_tasks_usd"]["total"]
@@ -142,6 +147,23 @@ def table(f: dict) -> list:
                  + (f"; before ${before:.2f}" if before is not None else "") + f" ({cost['prices']['date']})",
                  _verdict(total <= 8.50, "≤ $8.50")))
     return rows
+
+
+def validation_rows(f: dict) -> list:
+    v = f["validation"]
+    check = v["check_us"]
+    per_task_us = 1e6 / f["submit_in_process_per_s"]["FULL"]
+    cold = v["cold"]
+    return [
+        ("Data check at submit (fastjsonschema), sum / uppercase / undeclared action, µs",
+         f"{check['sum']:.1f} / {check['uppercase']:.1f} / {check['undeclared']:.2f}",
+         f"a submit in process (FULL, 1 thread) takes {per_task_us:,.0f} µs: "
+         f"{check['sum'] / per_task_us:.1%} of it for sum", ""),
+        ("Cold start: the first checks of sum and uppercase (import fastjsonschema, compile both schemas), ms",
+         _fmt(cold["first_checks_ms"]),
+         f"importing app.py {_fmt(cold['import_app_ms'])} ms: "
+         f"+{cold['first_checks_ms'] / cold['import_app_ms']:.0%}", ""),
+    ]
 
 
 def capacity_rows(f: dict) -> list:

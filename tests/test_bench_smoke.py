@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import cold_start, cost, drain, listing, sqlite_limit, submit
+from bench import cold_start, cost, drain, listing, sqlite_limit, submit, validation
 from bench.run import markdown, table
 
 
@@ -16,6 +16,13 @@ def test_small_runs_return_figures():
     figures = listing.measure(300, runs=3)
     assert set(figures) == {"all", "status_failed", "status_completed", "seed_all", "seed_status_failed"}
     assert all(value["p99_ms"] >= value["p50_ms"] > 0 for value in figures.values())
+
+
+def test_the_validator_benchmark_returns_figures():
+    checks = validation.per_submit(calls=50)
+    assert set(checks) == {"sum", "uppercase", "undeclared"} and all(value > 0 for value in checks.values())
+    cold = validation.cold(runs=1)
+    assert cold["import_app_ms"] > 0 and cold["first_checks_ms"] > 0
 
 
 def test_the_cloud_configuration_runs_in_the_cost_and_cold_start_benchmarks():
@@ -79,6 +86,8 @@ def test_table_reports_targets_met_and_missed():
                        "import_boto3": {"median_ms": 1.0}, "first_use_local": {"median_ms": 1.0, "boto3_loaded": False},
                        "first_use_cloud": {"median_ms": 1.0}, "package_bytes": 2048},
         "cost": {"cost_per_million_tasks_usd": {"api_gateway": 3.5, "total": 3.5}, "prices": {"date": "d"}},
+        "validation": {"check_us": {"sum": 2.0, "uppercase": 1.0, "undeclared": 0.1},
+                       "cold": {"first_checks_ms": 8.0, "import_app_ms": 180.0}},
     }
     rows = table(figures)
     verdicts = {row[0]: row[3] for row in rows}
@@ -89,4 +98,7 @@ def test_table_reports_targets_met_and_missed():
     assert verdicts["POST /tasks via chalice local, 8 clients, keep-alive, FULL, req/s"] == "≥ 80%: met"
     assert verdicts["Drain, seed settings (batch 5, 2 workers), FULL, tasks/s"] == "≥ 1.5x: met"
     assert verdicts["Drain, batch 10, 2 workers, FULL, tasks/s"] == "≥ 1.5x: NOT met"
+    figures_of = {row[0]: row[1] for row in rows}
+    assert figures_of["Data check at submit (fastjsonschema), sum / uppercase / undeclared action, µs"] == \
+        "2.0 / 1.0 / 0.10"
     assert "| Measure | Figure | Compared with | Target |" in markdown(figures, rows)
