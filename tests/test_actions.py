@@ -9,6 +9,7 @@ from chalicelib import actions, factory
 from chalicelib.openapi import document
 from chalicelib.settings import ConfigurationError
 from tests.conftest import declare_action, post_task
+from tests.stacks import stack  # noqa: F401 (a fixture)
 
 
 def stored_tasks(client):
@@ -125,3 +126,75 @@ def test_within_gives_up_on_an_attempt_in_another_thread():
     thread.join(10)
     assert isinstance(outcome["error"], actions.ActionTimeout) and outcome["seconds"] < 2
     assert isinstance(outcome["raised"], ZeroDivisionError)  # the action's own error reaches the worker
+
+
+# The same behaviours on both stacks: SQLite with the embedded queue, DynamoDB with SQS.
+
+def test_data_its_schema_refuses_stores_and_publishes_nothing_on_either_stack(stack):
+    response = post_task(stack.client, {"action": "sum", "data": {"numbers": ["1"]}})
+    assert response.status_code == 400 and json.loads(response.body)["pointer"] == "/data/numbers/0"
+    assert json.loads(stack.client.http.get("/tasks").body)["tasks"] == [] and stack.messages() == 0
+
+
+def test_refused_unknown_actions_store_and_publish_nothing_on_either_stack(stack, monkeypatch):
+    monkeypatch.setenv("TASKS_UNKNOWN_ACTIONS", "reject")
+    assert post_task(stack.client, {"action": "resize"}).status_code == 400
+    assert json.loads(stack.client.http.get("/tasks").body)["tasks"] == [] and stack.messages() == 0
+
+
+def test_a_declared_action_runs_with_its_own_limits_on_either_stack(stack, monkeypatch):
+    monkeypatch.setenv("TASKS_RETRY_BASE_S", "0")
+    calls = []
+
+    def flaky_partner(data):
+        calls.append(data["order"])
+        if len(calls) < 2:
+            raise ConnectionError("partner API down")
+        return {"confirmed": data["order"]}
+
+    declare_action(monkeypatch, "confirm", flaky_partner, max_attempts=2,
+                   schema={"type": "object", "required": ["order"], "properties": {"order": {"type": "integer"}}})
+    assert post_task(stack.client, {"action": "confirm", "data": {"order": "7"}}).status_code == 400
+    task = stack.submit({"action": "confirm", "data": {"order": 7}})
+    stack.deliver()
+    time.sleep(0.05)
+    stack.deliver()  # the retry, once its zero backoff has passed
+    done = stack.task(task["id"])
+    assert done["status"] == "completed" and done["attempts"] == 2 and done["result"] == {"output": {"confirmed": 7}}
+    listed = json.loads(stack.client.http.get("/tasks?action=confirm").body)["tasks"]
+    assert [entry["id"] for entry in listed] == [task["id"]]
+
+
+def test_an_attempt_past_its_timeout_is_retried_on_either_stack(stack, monkeypatch):
+    monkeypatch.setenv("TASKS_RETRY_BASE_S", "1")
+    runs = []
+
+    def slow_once(data):
+        runs.append(threading.current_thread() is threading.main_thread())
+        if len(runs) == 1:
+            time.sleep(3)
+        return "done"
+
+    declare_action(monkeypatch, "slow", slow_once, timeout_s=0.3)
+    task = stack.submit({"action": "slow"})
+    in_lambda = factory.current_settings().store == "dynamodb"  # its handler runs in the main thread
+
+    def deliver():
+        if in_lambda:
+            return stack.deliver()
+        # The local dispatcher runs the worker in threads of its own, where no signal reaches.
+        worker = threading.Thread(target=stack.deliver)
+        worker.start()
+        worker.join()
+
+    started = time.monotonic()
+    deliver()
+    first = stack.task(task["id"])
+    assert first["status"] == "queued" and first["error"].startswith("ActionTimeout")
+    assert time.monotonic() - started < 2  # given up on at its timeout, not waited out
+    time.sleep(1.1)  # the backoff
+    deliver()
+    done = stack.task(task["id"])
+    assert done["status"] == "completed" and done["attempts"] == 2
+    # Interrupted by a timer signal in Lambda's main thread; run in a thread of its own locally.
+    assert runs == [in_lambda, in_lambda]
