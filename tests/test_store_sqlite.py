@@ -40,7 +40,7 @@ def test_listing_uses_the_indexes(db):
     by_both = plan("SELECT id FROM tasks WHERE action = ? AND status = ? ORDER BY created_at DESC, id DESC "
                    "LIMIT 100", ("sum", "queued"))
     assert "tasks_by_action_time" in by_action and "TEMP B-TREE" not in by_action
-    assert "tasks_by_action_status_time" in by_both and "TEMP B-TREE" not in by_both
+    assert ("tasks_by_action_time" in by_both or "tasks_by_status_time" in by_both) and "TEMP B-TREE" not in by_both
 
 
 def test_concurrent_writers_never_see_database_is_locked(store):

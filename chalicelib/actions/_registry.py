@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import math
 import pkgutil
+import queue
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -172,20 +173,43 @@ def _with_timer(seconds: float, function: Callable[[dict], Any], data: dict) -> 
         signal.signal(signal.SIGALRM, previous)
 
 
-def _in_thread(seconds: float, function: Callable[[dict], Any], data: dict) -> Any:
-    outcome: dict = {}
+class _Runner:
+    """A thread that runs one calling thread's attempts, one at a time: cheaper than a
+    thread per attempt. A runner whose attempt outlasts its time is given up on, and
+    the caller's next attempt gets a new one; the old one ends when its call returns."""
 
-    def attempt() -> None:
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue = queue.SimpleQueue()
+        self.abandoned = False
+        threading.Thread(target=self._serve, name="action-attempts", daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.abandoned:
+            function, data = self._calls.get()
+            try:
+                outcome = (True, function(data))
+            except BaseException as exc:  # handed to the caller's thread as it is
+                outcome = (False, exc)
+            self._outcomes.put(outcome)
+
+    def call(self, seconds: float, function: Callable[[dict], Any], data: dict) -> Any:
+        self._calls.put((function, data))
         try:
-            outcome["value"] = function(data)
-        except BaseException as exc:  # handed to the caller's thread as it is
-            outcome["error"] = exc
+            ok, value = self._outcomes.get(timeout=seconds)
+        except queue.Empty:
+            self.abandoned = True
+            raise ActionTimeout(f"the attempt ran past its {seconds:g} s timeout; it was given up on") from None
+        if not ok:
+            raise value
+        return value
 
-    worker = threading.Thread(target=attempt, name="action-attempt", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise ActionTimeout(f"the attempt ran past its {seconds:g} s timeout; it was given up on")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
+
+_runners = threading.local()
+
+
+def _in_thread(seconds: float, function: Callable[[dict], Any], data: dict) -> Any:
+    runner = getattr(_runners, "runner", None)
+    if runner is None or runner.abandoned:
+        runner = _runners.runner = _Runner()
+    return runner.call(seconds, function, data)

@@ -72,11 +72,13 @@ MIGRATIONS = (
             PRIMARY KEY (minute, action)
         )""",
     )),
-    # Version 7: delayed tasks, and listings by action (alone or with a status).
+    # Version 7: delayed tasks, and listings by action. The action index is written
+    # once, at insert (a task's action and creation never change); a listing by
+    # action and status walks it, or the status index, whichever SQLite finds
+    # narrower. An (action, status) index would be rewritten at every claim and outcome.
     (7, (
         "ALTER TABLE tasks ADD COLUMN run_at INTEGER",
         "CREATE INDEX IF NOT EXISTS tasks_by_action_time ON tasks (action, created_at DESC, id DESC)",
-        "CREATE INDEX IF NOT EXISTS tasks_by_action_status_time ON tasks (action, status, created_at DESC, id DESC)",
     )),
 )
 
