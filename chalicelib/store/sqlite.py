@@ -140,6 +140,7 @@ def _reaches_sqlite(method):
 class SqliteTaskStore(TaskStore):
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._pending = threading.local()  # a batch's per-minute figures, written at its end
         # Outcomes committed in this process, for readers waiting on one (?wait).
         self._outcomes = threading.Condition()
         self._outcome_count = 0
@@ -218,10 +219,26 @@ class SqliteTaskStore(TaskStore):
     @contextlib.contextmanager
     def batch(self, durable: bool = True):
         try:
-            with self._db.transaction(durable):
+            with self._db.transaction(durable), self._gathering_minutes():
                 yield
         except _UNREACHABLE as exc:
             raise _store_error(exc) from exc
+
+    @contextlib.contextmanager
+    def _gathering_minutes(self):
+        """Gather a batch's per-minute figures and write each minute's record once,
+        at the batch's end and inside its transaction, rather than a read and a
+        write for every finished task."""
+        depth = getattr(self._pending, "depth", 0)
+        if depth == 0:
+            self._pending.minutes = {}
+        self._pending.depth = depth + 1
+        try:
+            yield
+            if depth == 0 and self._pending.minutes:
+                self._write_minutes(self._pending.minutes)
+        finally:
+            self._pending.depth = depth
 
     @_reaches_sqlite
     def wait_durable(self) -> None:
@@ -278,8 +295,14 @@ class SqliteTaskStore(TaskStore):
             f"AND finished_at <= ? AND status IN ({', '.join('?' * len(finals))}) ORDER BY finished_at LIMIT ?)",
             (to_micros(before), *finals, limit))
 
-    @_reaches_sqlite
     def _add_minutes(self, records: series.Records) -> None:
+        if getattr(self._pending, "depth", 0):
+            series.merge(self._pending.minutes, records)
+        else:
+            self._write_minutes(records)
+
+    @_reaches_sqlite
+    def _write_minutes(self, records: series.Records) -> None:
         with self._db.transaction() as conn:
             for (minute, action), figures in records.items():
                 row = conn.execute("SELECT figures FROM task_minutes WHERE minute = ? AND action = ?",
