@@ -5,7 +5,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Optional, Tuple
 
 from chalicelib import logs, series
@@ -70,19 +70,7 @@ class TaskService:
         self.catalog.check(new)  # before anything is stored or a key is taken
         now = utcnow()
         run_at = new.start_time(now)
-        held = run_at is not None and (run_at - now).total_seconds() > MAX_DELAY_SECONDS
-        if held:
-            # Too far ahead for the queue to hold its message: recovery publishes it
-            # when it falls due, found by its due time (Task.awaiting_publish).
-            due = run_at
-        elif idempotency_key is not None:
-            # A keyed task is watched by recovery from the start: a repeat of the request
-            # can answer 202 for it before this request has published its message. A task
-            # without a key is answered by this request alone, after its publish.
-            due = max(now, run_at or now) + self._stale_after
-        else:
-            due = None
-        task = Task.new(new.action, new.data, now=now, due_at=due,
+        task = Task.new(new.action, new.data, now=now, due_at=self._due_at(now, run_at, idempotency_key),
                         idempotency_key=idempotency_key, request_id=request_id, run_at=run_at)
         if idempotency_key is not None:
             task_id, earlier = self._claim_key(idempotency_key, fingerprint(new), task)
@@ -104,6 +92,19 @@ class TaskService:
             raise self._unpublished(task, exc) from exc
         logs.state_change(task)
         return Submission(task)
+
+    def _due_at(self, now: datetime, run_at: Optional[datetime], idempotency_key: Optional[str]):
+        """When recovery should look at a new task, or None if it need not."""
+        if run_at is not None and (run_at - now).total_seconds() > MAX_DELAY_SECONDS:
+            # Too far ahead for the queue to hold its message: recovery publishes it
+            # when it falls due (Task.awaiting_publish).
+            return run_at
+        if idempotency_key is not None:
+            # A keyed task is watched by recovery from the start: a repeat of the request
+            # can answer 202 for it before this request has published its message. A task
+            # without a key is answered by this request alone, after its publish.
+            return max(now, run_at or now) + self._stale_after
+        return None
 
     def _replayed(self, task: Task) -> Submission:
         # The request that stored it may not have flushed its commit yet: answer
