@@ -227,6 +227,10 @@ def main(tasks: int, stats_at: list) -> dict:
             "list_completed_read_units": reads(lambda: store.list(_status("completed"), limit=100)),
             "list_failed_read_units": reads(lambda: store.list(_status("failed"), limit=100)),
         }
+        try:  # GET /tasks?action=uppercase, in a tree that can list by action
+            figures["list_action_read_units"] = reads(lambda: store.list(limit=100, action="uppercase"))
+        except TypeError:
+            pass
         if hasattr(store, "minutes"):  # GET /stats/series?minutes=60
             from datetime import datetime, timezone
             from chalicelib import series

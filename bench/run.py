@@ -198,7 +198,9 @@ def capacity_rows(f: dict) -> list:
          f"{after['list_failed_read_units']:g}",
          f"before {before['list_read_units']:g} / {before['list_completed_read_units']:g} / "
          f"{before['list_failed_read_units']:g}", "what the sharding costs readers"),
-    ] + ([("GET /stats/series?minutes=60 read units", f"{after['series_read_units']:g}",
+    ] + ([("GET /tasks?action=uppercase read units, one page of 100", f"{after['list_action_read_units']:g}",
+           "its own index: as a page of all tasks", "")] if "list_action_read_units" in after else []) + (
+        [("GET /stats/series?minutes=60 read units", f"{after['series_read_units']:g}",
            "60 minutes x 4 items, whatever the number of tasks", "")] if "series_read_units" in after else [])
 
 

@@ -32,10 +32,9 @@ final state. JSON fields are stored as strings: DynamoDB has no float type.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections import Counter
-from dataclasses import fields as dataclass_fields, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -43,6 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import logs, series
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
+from chalicelib.store.dynamo_codec import TASK_FIELDS, decode_item, encode
 from chalicelib.store.dynamo_counts import StatusCounts
 from chalicelib.store.dynamo_items import BATCH_GET, batch_get
 from chalicelib.store.dynamo_items import failed as _failed
@@ -103,56 +103,14 @@ def _partitions(prefix: str) -> List[str]:
     return [f"{prefix}#{shard}" for shard in range(SHARDS)]
 
 
-_TIME_FIELDS = ("created_at", "started_at", "finished_at", "due_at", "run_at")
-_JSON_FIELDS = ("data", "result")
-
-
 def sort_key(created_at: datetime, task_id: str) -> str:
     return f"{to_micros(created_at):020d}#{task_id}"
-
-
-def _encode(name: str, value: Any) -> dict:
-    if name in _TIME_FIELDS:
-        return {"N": str(to_micros(value))}
-    if name in _JSON_FIELDS:
-        return {"S": json.dumps(value)}
-    if name in ("attempts", "series_start"):
-        return {"N": str(value)}
-    if isinstance(value, Status):
-        return {"S": value.value}
-    return {"S": value}
-
-
-def _decode_item(item: dict) -> Task:
-    def number(name):
-        return int(item[name]["N"]) if name in item else None
-
-    return Task(
-        id=item["id"]["S"],
-        action=item["action"]["S"],
-        data=json.loads(item["data"]["S"]),
-        status=Status(item["status"]["S"]),
-        result=json.loads(item["result"]["S"]) if "result" in item else None,
-        error=item["error"]["S"] if "error" in item else None,
-        attempts=number("attempts"),
-        created_at=from_micros(number("created_at")),
-        started_at=from_micros(number("started_at")),
-        finished_at=from_micros(number("finished_at")),
-        due_at=from_micros(number("due_at")),
-        series_start=number("series_start") or 0,
-        idempotency_key=item["idempotency_key"]["S"] if "idempotency_key" in item else None,
-        request_id=item["request_id"]["S"] if "request_id" in item else None,
-        run_at=from_micros(number("run_at")),
-    )
 
 
 def _expired(item: dict) -> bool:
     """Past its retention: DynamoDB's TTL deletes such items within days, and reads
     must not see them meanwhile."""
     return TTL_ATTRIBUTE in item and int(item[TTL_ATTRIBUTE]["N"]) <= int(datetime.now(timezone.utc).timestamp())
-
-
-_TASK_FIELDS = frozenset(field.name for field in dataclass_fields(Task))
 
 
 class DynamoTaskStore(TaskStore):
@@ -233,13 +191,13 @@ class DynamoTaskStore(TaskStore):
 
     def insert(self, task: Task) -> None:
         item = {
-            name: _encode(name, getattr(task, name))
+            name: encode(name, getattr(task, name))
             for name in ("id", "action", "data", "status", "attempts", "created_at")
         }
         for name in ("result", "error", "started_at", "finished_at", "due_at", "series_start",
                      "idempotency_key", "request_id", "run_at"):
             if getattr(task, name) is not None:
-                item[name] = _encode(name, getattr(task, name))
+                item[name] = encode(name, getattr(task, name))
         shard = shard_of(task.id)
         if task.due_at is not None:
             item["due_pk"] = {"S": f"due#{shard}"}
@@ -265,7 +223,7 @@ class DynamoTaskStore(TaskStore):
                                          ConsistentRead=True).get("Item")
         except (BotoCoreError, ClientError) as exc:
             raise _failed("GetItem", exc) from exc
-        return _decode_item(item) if item and not _expired(item) else None
+        return decode_item(item) if item and not _expired(item) else None
 
     def _remove(self, task_id: str, frm: frozenset) -> Optional[Task]:
         values = {f":from{number}": {"S": status.value}
@@ -283,7 +241,7 @@ class DynamoTaskStore(TaskStore):
             raise _failed("DeleteItem", exc) from exc
         except BotoCoreError as exc:
             raise _failed("DeleteItem", exc) from exc
-        removed = _decode_item(response["Attributes"])
+        removed = decode_item(response["Attributes"])
         self._count(removed.status, None)
         return removed
 
@@ -323,7 +281,7 @@ class DynamoTaskStore(TaskStore):
             items = self._fetch([task_id for _, task_id in chunk])
             for _, task_id in chunk:
                 if task_id in items:
-                    task = _decode_item(items[task_id])
+                    task = decode_item(items[task_id])
                     if status is None or task.status is status:
                         tasks.append(task)
             examined += len(chunk)
@@ -339,8 +297,8 @@ class DynamoTaskStore(TaskStore):
             return None
         for _, task_id in self._merged(BY_OUTCOME, "outcome_pk", "sort_key", status.value, False, None, page=1):
             found = self._fetch([task_id], consistent=True)
-            if task_id in found and _decode_item(found[task_id]).status is status:
-                return _decode_item(found[task_id])
+            if task_id in found and decode_item(found[task_id]).status is status:
+                return decode_item(found[task_id])
         return None
 
     def _due(self, now: datetime, limit: int) -> list:
@@ -348,7 +306,7 @@ class DynamoTaskStore(TaskStore):
         entries = self._merged(BY_DUE, "due_pk", "due_at", "due", False, bound, page=limit)
         chunk = [task_id for _, (_, task_id) in zip(range(limit), entries)]
         items = self._fetch(chunk, consistent=True)
-        return [_decode_item(items[task_id]) for task_id in chunk if task_id in items]
+        return [decode_item(items[task_id]) for task_id in chunk if task_id in items]
 
     # -- Idempotency-Key records -------------------------------------------
 
@@ -416,7 +374,7 @@ class DynamoTaskStore(TaskStore):
                 removes.append(f"#{name}")
             else:
                 sets.append(f"#{name} = :{name}")
-                values[f":{name}"] = _encode(name, value)
+                values[f":{name}"] = encode(name, value)
             names[f"#{name}"] = name
         # The recovery index watches a task queued with a due time; a claim hands a
         # running task to the queue's visibility timeout.
@@ -472,6 +430,6 @@ class DynamoTaskStore(TaskStore):
         self._count(before, to)
         if not returning:
             return True
-        old = _decode_item(response["Attributes"])
+        old = decode_item(response["Attributes"])
         return replace(old, status=to, attempts=old.attempts + (1 if increment_attempts else 0),
-                       **{name: value for name, value in fields.items() if name in _TASK_FIELDS})
+                       **{name: value for name, value in fields.items() if name in TASK_FIELDS})
