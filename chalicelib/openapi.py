@@ -73,7 +73,8 @@ def _new_task(declared: dict, reject_unknown: bool) -> dict:
         },
         "not": {"required": ["delay_seconds", "run_at"],
                 "properties": {"delay_seconds": {"type": "number"}, "run_at": {"type": "string"}}},
-        "anyOf": branches,
+        # No branch at all (nothing declared, unknown ones refused): no action is accepted.
+        "anyOf": branches or [{"not": {}}],
     }
 
 

@@ -74,13 +74,11 @@ class Action:
         """Raise DataMismatch when `data` does not match the schema."""
         if self.schema is None:
             return
-        if self._validator is None:
-            import fastjsonschema
+        import fastjsonschema  # here: a cold start pays for it only once a schema is used
 
+        if self._validator is None:
             # use_default=False: validating must not change the data it checks.
             self._validator = fastjsonschema.compile(self.schema, use_default=False)
-        import fastjsonschema
-
         try:
             self._validator(data)
         except fastjsonschema.JsonSchemaValueException as exc:
