@@ -51,7 +51,7 @@ def record_of(task: Task, known_actions: Iterable[str]) -> Records:
     """The figures a task that has just become final adds to its minute."""
     figures = Counter({task.status.value: 1})
     if task.started_at is not None:
-        figures[f"w{bucket((task.started_at - task.created_at).total_seconds() * 1000)}"] += 1
+        figures[f"w{bucket((task.started_at - task.ready_at).total_seconds() * 1000)}"] += 1
         if task.finished_at is not None and task.status is not Status.CANCELLED:
             figures[f"r{bucket((task.finished_at - task.started_at).total_seconds() * 1000)}"] += 1
     when = task.finished_at or datetime.now(timezone.utc)

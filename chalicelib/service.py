@@ -174,10 +174,12 @@ class TaskService:
         return self._store.list(query.status, query.limit, query.cursor, query.action)
 
     def stats(self) -> dict:
-        """Counts per status, the queue's depth, and how long the oldest queued task has waited."""
+        """Counts per status, the queue's depth, and how long the oldest queued task has
+        waited since it could start (a delayed task waiting for its time is not late)."""
         counts = self._store.count_by_status()
-        oldest = self._store.oldest(Status.QUEUED)
-        age = None if oldest is None else round((utcnow() - oldest.created_at).total_seconds(), 3)
+        now = utcnow()
+        oldest = self._store.oldest(Status.QUEUED, ready_by=now)
+        age = None if oldest is None else round(max(0.0, (now - oldest.ready_at).total_seconds()), 3)
         try:
             queue = self._queue.stats().to_json()
         except PublishError as exc:

@@ -124,6 +124,12 @@ class Task:
         )
 
     @property
+    def ready_at(self) -> datetime:
+        """When the task could first start: a delayed task's run_at, else its creation.
+        Its queue wait is counted from here."""
+        return self.run_at if self.run_at is not None and self.run_at > self.created_at else self.created_at
+
+    @property
     def awaiting_publish(self) -> bool:
         """Delayed past what a message can be held for: queued with no message yet, due
         (at run_at) for the scheduled function to publish. A publish moves due_at on."""

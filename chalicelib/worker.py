@@ -175,7 +175,7 @@ class Worker:
 
     def _measure(self, task: Task, values: dict) -> None:
         if task.started_at is not None:
-            values["QueueWait"] = round((task.started_at - task.created_at).total_seconds() * 1000, 3)
+            values["QueueWait"] = round((task.started_at - task.ready_at).total_seconds() * 1000, 3)
         self._metrics.record(task.action, values, task_id=task.id, request_id=task.request_id)
 
     def _schedule_retry(self, task: Task, receipt_handle: str, error: str, policy: RetryPolicy):

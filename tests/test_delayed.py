@@ -111,3 +111,21 @@ def test_a_message_early_for_its_task_goes_back_unclaimed(stack):
     queue.send(json.dumps({"task_id": task["id"], "run_at": int(time.time() * 1e6) + 3_600_000_000}))
     assert stack.deliver() == 1
     assert stack.task(task["id"])["attempts"] == 0 and stack.messages() == 1  # back, hidden until its time
+
+
+def test_a_delayed_tasks_queue_wait_counts_from_its_run_at(stack):
+    task = stack.submit({"action": "sum", "data": {"numbers": [1]}, "delay_seconds": 1.5})
+    time.sleep(2.3)  # SQS holds a message for whole seconds: 2 here, never less than asked
+    assert stack.deliver() == 1 and stack.task(task["id"])["status"] == "completed"
+    points = json.loads(stack.client.http.get("/stats/series?minutes=2").body)["points"]
+    waits = [point["wait_ms"]["p99"] for point in points if point["wait_ms"]]
+    assert waits and max(waits) < 1800  # from run_at (about 800 ms); from creation it would be 2,300 ms or more
+
+
+def test_a_task_waiting_for_its_time_is_not_the_oldest_queued(client):
+    later = json.loads(post_task(client, {"action": "sum", "delay_seconds": 3600}).body)["id"]
+    assert json.loads(client.http.get("/stats").body)["oldest_queued_age_seconds"] is None
+    post_task(client, {"action": "sum"})
+    stats = json.loads(client.http.get("/stats").body)
+    assert stats["counts"]["queued"] == 2 and 0 <= stats["oldest_queued_age_seconds"] < 5
+    assert later

@@ -174,7 +174,7 @@ function svgNode(name, attributes, parent) {
   return node;
 }
 
-const CHART = { width: 600, height: 160, left: 34, right: 6, top: 8, bottom: 18 };
+const CHART = { width: 600, height: 160, left: 44, right: 6, top: 8, bottom: 18 };  // room for 5-digit labels
 
 function chartFrame(svg, points, yLabels) {
   svg.replaceChildren();

@@ -136,8 +136,9 @@ class TaskStore(ABC):
         """{status value: number of tasks} for the statuses that have any."""
 
     @abstractmethod
-    def oldest(self, status: Status) -> Optional[Task]:
-        """The earliest created task in `status`, or None."""
+    def oldest(self, status: Status, ready_by: Optional[datetime] = None) -> Optional[Task]:
+        """The earliest created task in `status`, or None; with `ready_by`, only among
+        tasks that could start by then (a delayed task's run_at has come)."""
 
     @abstractmethod
     def purge_finished(self, before: datetime, limit: int) -> int:

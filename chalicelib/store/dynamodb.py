@@ -290,7 +290,7 @@ class DynamoTaskStore(TaskStore):
                 return tasks, (from_micros(int(last_sort.split("#")[0])), last_id)
         return tasks[:limit], None
 
-    def oldest(self, status: Status) -> Optional[Task]:
+    def oldest(self, status: Status, ready_by: Optional[datetime] = None) -> Optional[Task]:
         """The earliest created failed or cancelled task; None for the other statuses,
         which no index holds by status (the queue's oldest message age is in CloudWatch)."""
         if status not in OUTCOMES_INDEXED:

@@ -253,9 +253,13 @@ class SqliteTaskStore(TaskStore):
         return dict(self._db.query("SELECT status, COUNT(*) FROM tasks GROUP BY status"))
 
     @_reaches_sqlite
-    def oldest(self, status: Status) -> Optional[Task]:
+    def oldest(self, status: Status, ready_by: Optional[datetime] = None) -> Optional[Task]:
+        ready, params = "", [status.value]
+        if ready_by is not None:
+            ready = " AND (run_at IS NULL OR run_at <= ?)"
+            params.append(to_micros(ready_by))
         rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM tasks WHERE status = ? ORDER BY created_at, id LIMIT 1", (status.value,))
+            f"SELECT {_COLUMNS} FROM tasks WHERE status = ?{ready} ORDER BY created_at, id LIMIT 1", params)
         return _row_to_task(rows[0]) if rows else None
 
     @_reaches_sqlite
