@@ -319,7 +319,7 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
             },
             "Stats": {
                 "type": "object",
-                "required": ["counts", "total", "queue", "oldest_queued_age_seconds"],
+                "required": ["counts", "total", "queue", "oldest_queued_age_seconds", "oldest_queued_age_known"],
                 "description": "Exact on SQLite. On DynamoDB the counts are approximate, from counter items "
                                "that each request or worker batch adds to when it ends: they lag by a batch "
                                "and never add up to more than the tasks counted in.",
@@ -330,6 +330,9 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                     "queue": {"type": ["object", "null"], "properties": {
                         "waiting": {"type": "integer"}, "in_flight": {"type": "integer"},
                         "dead_letter": {"type": ["integer", "null"]}}},
+                    "oldest_queued_age_known": {
+                        "type": "boolean",
+                        "description": "false on the cloud stage: its age is the queue's metric, not the store's"},
                     "oldest_queued_age_seconds": {
                         "type": ["number", "null"],
                         "description": "null when nothing is queued, or on the cloud stage, whose table keeps "

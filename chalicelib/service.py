@@ -190,6 +190,7 @@ class TaskService:
             "total": sum(counts.values()),
             "queue": queue,
             "oldest_queued_age_seconds": age,
+            "oldest_queued_age_known": self._store.knows_oldest_queued,
         }
 
     def series(self, query: SeriesQuery) -> dict:

@@ -143,6 +143,7 @@ def test_code_calls_only_what_each_role_allows(cloud, template, monkeypatch):
     client.http.get(f"/tasks/{doomed}")
     stats = json.loads(client.http.get("/stats").body)
     assert stats["counts"]["queued"] == 1 and stats["counts"]["cancelled"] == 1
+    assert stats["oldest_queued_age_seconds"] is None and stats["oldest_queued_age_known"] is False
     series = json.loads(client.http.get("/stats/series?minutes=5").body)
     assert sum(point["cancelled"] for point in series["points"]) == 2
     assert stats["queue"]["dead_letter"] == 0

@@ -124,7 +124,8 @@ def test_a_delayed_tasks_queue_wait_counts_from_its_run_at(stack):
 
 def test_a_task_waiting_for_its_time_is_not_the_oldest_queued(client):
     later = json.loads(post_task(client, {"action": "sum", "delay_seconds": 3600}).body)["id"]
-    assert json.loads(client.http.get("/stats").body)["oldest_queued_age_seconds"] is None
+    waiting = json.loads(client.http.get("/stats").body)
+    assert waiting["oldest_queued_age_seconds"] is None and waiting["oldest_queued_age_known"]
     post_task(client, {"action": "sum"})
     stats = json.loads(client.http.get("/stats").body)
     assert stats["counts"]["queued"] == 2 and 0 <= stats["oldest_queued_age_seconds"] < 5

@@ -65,6 +65,8 @@ class TaskStore(ABC):
     max_body_bytes: Optional[int] = None
     # How many bytes of JSON (data and result together) one task may hold (None: no limit that matters).
     max_task_bytes: Optional[int] = None
+    # Whether oldest() answers for queued tasks (a store with no index of them by age does not).
+    knows_oldest_queued: bool = True
 
     def unstorable_result(self, task: Task, result: Any) -> Optional[str]:
         """Why `result` cannot be stored with `task`, or None. The reason is the

@@ -119,6 +119,7 @@ class DynamoTaskStore(TaskStore):
     # attributes must fit. A body up to 160 KiB leaves that room.
     max_body_bytes = 160 * 1024
     max_task_bytes = 380_000
+    knows_oldest_queued = False  # no index holds queued tasks by age: the queue's metric has it
 
     def __init__(self, client: Any, table_name: str, retention: timedelta = timedelta(days=30)) -> None:
         self._client = client
