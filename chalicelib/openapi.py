@@ -329,6 +329,8 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                     "total": {"type": "integer", "minimum": 0},
                     "queue": {"type": ["object", "null"], "properties": {
                         "waiting": {"type": "integer"}, "in_flight": {"type": "integer"},
+                        "delayed": {"type": "integer",
+                                    "description": "Messages of delayed tasks the queue holds until their time"},
                         "dead_letter": {"type": ["integer", "null"]}}},
                     "oldest_queued_age_known": {
                         "type": "boolean",

@@ -21,7 +21,7 @@ def test_stats_counts_statuses_and_queue(client):
     stats = json.loads(client.http.get("/stats").body)
     assert stats["counts"] == {"queued": 1, "running": 0, "completed": 1, "failed": 1, "cancelled": 0}
     assert stats["total"] == 3
-    assert stats["queue"] == {"waiting": 1, "in_flight": 0, "dead_letter": 0}
+    assert stats["queue"] == {"waiting": 1, "in_flight": 0, "delayed": 0, "dead_letter": 0}
     assert 0 <= stats["oldest_queued_age_seconds"] < 60
 
 

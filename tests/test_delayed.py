@@ -44,6 +44,8 @@ def test_bad_schedules_are_400s_that_store_and_publish_nothing(stack, schedule, 
 def test_a_short_delay_is_held_by_the_queue_and_then_runs(stack):
     task = stack.submit({"action": "sum", "data": {"numbers": [2, 2]}, "delay_seconds": 2})
     run_at = parse(task["run_at"])
+    queue = json.loads(stack.client.http.get("/stats").body)["queue"]
+    assert queue["delayed"] == 1 and queue["waiting"] == queue["in_flight"] == 0
     assert task["status"] == "queued" and run_at - parse(task["created_at"]) == timedelta(seconds=2)
     assert stack.deliver() == 0 and stack.task(task["id"])["attempts"] == 0  # held, not started
     time.sleep(max(0.0, (run_at - utcnow()).total_seconds()) + 0.3)

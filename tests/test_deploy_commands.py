@@ -228,7 +228,7 @@ def test_chalice_local_on_the_prod_stage_runs_against_the_stack_as_the_readme_sa
         status, accepted = quiet.call("POST", "/tasks", {"action": "uppercase", "data": {"text": "cloud"}})
         assert status == 202, accepted
         status, stats = quiet.call("GET", "/stats")
-        assert status == 200 and stats["queue"] == {"waiting": 1, "in_flight": 0, "dead_letter": 0}
+        assert status == 200 and stats["queue"] == {"waiting": 1, "in_flight": 0, "delayed": 0, "dead_letter": 0}
         assert "takes a share of its messages" not in quiet.log_path.read_text()
     finally:
         quiet.stop()

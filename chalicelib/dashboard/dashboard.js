@@ -68,7 +68,7 @@ function formatAge(seconds, queued, known) {
   // The DynamoDB store keeps no index of queued tasks: the queue's CloudWatch
   // metric ApproximateAgeOfOldestMessage has the age there. Elsewhere null with
   // tasks queued means they all wait for their run_at.
-  if (seconds === null || seconds === undefined) return !queued ? "none" : known ? "none due yet" : "see CloudWatch";
+  if (seconds === null || seconds === undefined) return !queued ? "none" : known ? "none due" : "see CloudWatch";
   if (seconds < 60) return seconds.toFixed(1) + " s";
   if (seconds < 3600) return (seconds / 60).toFixed(1) + " min";
   return (seconds / 3600).toFixed(1) + " h";
@@ -87,6 +87,7 @@ async function refreshStats() {
   const queue = stats.queue || {};
   text($("queue-waiting"), queue.waiting ?? "?");
   text($("queue-in-flight"), queue.in_flight ?? "?");
+  text($("queue-delayed"), queue.delayed ?? "?");
   text($("queue-dead"), queue.dead_letter ?? "?");
   $("queue-dead").parentElement.classList.toggle("alert", (queue.dead_letter || 0) > 0);
   text($("oldest-age"), formatAge(stats.oldest_queued_age_seconds, stats.counts.queued, stats.oldest_queued_age_known));

@@ -19,9 +19,11 @@ class QueueStats:
     waiting: int      # ready to be received
     in_flight: int    # received, not yet deleted (or waiting out a retry backoff)
     dead_letter: Optional[int]  # None when the dead-letter queue is not known here
+    delayed: int = 0  # sent with a delay, not yet received: a delayed task's message
 
     def to_json(self) -> dict:
-        return {"waiting": self.waiting, "in_flight": self.in_flight, "dead_letter": self.dead_letter}
+        return {"waiting": self.waiting, "in_flight": self.in_flight, "delayed": self.delayed,
+                "dead_letter": self.dead_letter}
 
 
 class TaskQueue(ABC):

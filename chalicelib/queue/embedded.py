@@ -162,14 +162,14 @@ class EmbeddedQueue(TaskQueue):
     def stats(self) -> QueueStats:
         now = self._now()
         rows = self._db.query(
-            "SELECT queue, SUM(visible_at <= ?), SUM(visible_at > ?) FROM messages "
-            "WHERE queue IN (?, ?) GROUP BY queue",
-            (now, now, self.name, dead_letter_name(self.name)),
+            "SELECT queue, SUM(visible_at <= ?), SUM(visible_at > ? AND receive_count > 0), "
+            "SUM(visible_at > ? AND receive_count = 0) FROM messages WHERE queue IN (?, ?) GROUP BY queue",
+            (now, now, now, self.name, dead_letter_name(self.name)),
         )
-        counts = {queue: (ready or 0, hidden or 0) for queue, ready, hidden in rows}
-        waiting, in_flight = counts.get(self.name, (0, 0))
-        dead = sum(counts.get(dead_letter_name(self.name), (0, 0)))
-        return QueueStats(waiting=waiting, in_flight=in_flight, dead_letter=dead)
+        counts = {queue: (ready or 0, hidden or 0, held or 0) for queue, ready, hidden, held in rows}
+        waiting, in_flight, delayed = counts.get(self.name, (0, 0, 0))
+        dead = sum(counts.get(dead_letter_name(self.name), (0, 0, 0)))
+        return QueueStats(waiting=waiting, in_flight=in_flight, dead_letter=dead, delayed=delayed)
 
     def seconds_until_visible(self) -> Optional[float]:
         """How long until the next leased message can be received again; None if none is leased."""

@@ -42,7 +42,8 @@ class SqsTaskQueue(TaskQueue):
         try:
             attributes = self._client.get_queue_attributes(
                 QueueUrl=self.url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                                "ApproximateNumberOfMessagesDelayed"],
             )["Attributes"]
             dead = None
             if self._dead_letter_url:
@@ -54,5 +55,6 @@ class SqsTaskQueue(TaskQueue):
         return QueueStats(
             waiting=int(attributes["ApproximateNumberOfMessages"]),
             in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+            delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
             dead_letter=dead,
         )
