@@ -62,13 +62,16 @@ def store(settings: Settings) -> TaskStore:
                            retention=timedelta(days=settings.retention_days))
 
 
+DEFAULT_VISIBILITY_SECONDS = 30.0  # the embedded queue's, when TASKS_VISIBILITY_TIMEOUT_S is not set
+
+
 @functools.lru_cache(maxsize=None)
 def queue(settings: Settings) -> TaskQueue:
     if settings.queue == "embedded":
         from chalicelib.queue.embedded import EmbeddedQueue
         return EmbeddedQueue(
             queue_db(settings), settings.queue_name,
-            visibility_timeout=settings.visibility_timeout_seconds,
+            visibility_timeout=settings.visibility_timeout_seconds or DEFAULT_VISIBILITY_SECONDS,
             max_receive_count=settings.max_receive_count,
         )
     from chalicelib.queue.sqs import SqsTaskQueue

@@ -32,7 +32,9 @@ class Settings:
     table_name: str = "tasks"
     work_delay_ms: float = 100.0
     max_body_bytes: int = 256 * 1024
-    visibility_timeout_seconds: float = 30.0
+    # None: 30 s, or longer where a batch of the slowest declared action needs it
+    # (the local dispatcher works that out; see local/runtime.py).
+    visibility_timeout_seconds: Optional[float] = None
     max_receive_count: int = 5
     dispatcher_enabled: bool = True
     dead_letter_queue_url: Optional[str] = None

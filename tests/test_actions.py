@@ -198,3 +198,14 @@ def test_an_attempt_past_its_timeout_is_retried_on_either_stack(stack, monkeypat
     assert done["status"] == "completed" and done["attempts"] == 2
     # Interrupted by a timer signal in Lambda's main thread; run in a thread of its own locally.
     assert runs == [in_lambda, in_lambda]
+
+
+def test_the_local_lease_covers_a_batch_of_the_slowest_action_unless_set(chalice_app, monkeypatch):
+    from chalicelib.local.runtime import build_dispatcher
+
+    assert build_dispatcher(chalice_app)._source.visibility_timeout == 30  # the seed's actions fit in 30 s
+    declare_action(monkeypatch, "render", lambda data: data, timeout_s=20)
+    assert build_dispatcher(chalice_app)._source.visibility_timeout == 5 * 20 + 5
+    monkeypatch.setenv("TASKS_VISIBILITY_TIMEOUT_S", "7")
+    factory.reset()
+    assert build_dispatcher(chalice_app)._source.visibility_timeout == 7

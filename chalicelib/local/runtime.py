@@ -55,7 +55,7 @@ def build_dispatcher(app: Chalice, settings=None):
     factory.store(settings)  # applies pending migrations before the first request
     queue = factory.queue(settings)
     if settings.queue == "embedded":
-        source = EmbeddedSource(queue)
+        source = EmbeddedSource(queue, lease_seconds(settings, registration.batch_size))
     else:
         source = SqsSource(factory.aws_client("sqs", "long_poll"), queue.url, factory.LONG_POLL_SECONDS)
     return Dispatcher(
@@ -115,11 +115,21 @@ def start_if_serving_locally(app: Chalice) -> None:
         logs.note("local schedule started", every_s=scheduler.interval)
 
 
+def lease_seconds(settings, batch_size: int) -> float:
+    """How long the dispatcher leases a batch: TASKS_VISIBILITY_TIMEOUT_S when set, else
+    30 s or what a batch of the slowest declared action needs, whichever is longer."""
+    from chalicelib import actions
+
+    if settings.visibility_timeout_seconds is not None:
+        return settings.visibility_timeout_seconds
+    return max(factory.DEFAULT_VISIBILITY_SECONDS, actions.batch_seconds(batch_size))
+
+
 def _warn_if_a_batch_outlasts_its_lease(dispatcher, settings) -> None:
     from chalicelib import actions
 
     needed = actions.batch_seconds(dispatcher.batch_size)
-    if settings.queue == "embedded" and settings.visibility_timeout_seconds < needed:
+    if settings.queue == "embedded" and lease_seconds(settings, dispatcher.batch_size) < needed:
         logs.problem(f"a batch of the longest declared action may take {needed} s, longer than "
                      f"TASKS_VISIBILITY_TIMEOUT_S ({settings.visibility_timeout_seconds:g} s): its messages would "
                      f"be delivered again while they run; set TASKS_VISIBILITY_TIMEOUT_S to at least {needed}")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, List
+from typing import Any, List, Optional
 
 from chalicelib.local.sqs_event import queue_arn
 from chalicelib.queue.embedded import EmbeddedQueue, ReceivedMessage
@@ -13,10 +13,10 @@ class EmbeddedSource:
     before it waits): one transaction instead of two for every batch. A crash in
     between only means those messages come back, and their tasks are final."""
 
-    def __init__(self, queue: EmbeddedQueue) -> None:
+    def __init__(self, queue: EmbeddedQueue, visibility_timeout: Optional[float] = None) -> None:
         self._queue = queue
         self.arn = queue_arn(queue.name)
-        self.visibility_timeout = queue.visibility_timeout
+        self.visibility_timeout = visibility_timeout or queue.visibility_timeout
         self._held = threading.local()
 
     def _take_held(self) -> List[str]:
@@ -26,7 +26,7 @@ class EmbeddedSource:
 
     def receive(self, max_messages: int) -> List[ReceivedMessage]:
         self._queue.expect_arrival()
-        return self._queue.receive(max_messages, delete_first=self._take_held())
+        return self._queue.receive(max_messages, self.visibility_timeout, delete_first=self._take_held())
 
     def delete_many(self, receipt_handles: List[str]) -> None:
         self._held.handles = self._take_held() + list(receipt_handles)
