@@ -87,9 +87,6 @@ class Action:
                 f"{exc.message} (at {pointer}): send data that matches the {self.name} action's schema, "
                 "listed by GET /actions", pointer) from None
 
-    def __call__(self, data: dict) -> Any:
-        return self.function(data)
-
 
 def _escape(part: Any) -> str:
     return str(part).replace("~", "~0").replace("/", "~1")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, ContextManager, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
 from chalicelib import series
 from chalicelib.tasks import FINAL, Page, Status, Task, from_micros, sources_of, to_micros
@@ -152,10 +153,48 @@ class TaskStore(ABC):
 
         self._add_minutes(series.record_of(task, actions.ACTIONS))
 
-    @abstractmethod
     def _add_minutes(self, records: series.Records) -> None:
-        """Add finished tasks' figures to their minutes' records (in the same
-        transaction as the outcome, where the backend has one)."""
+        """Add finished tasks' figures to their minutes' records: gathered while a batch
+        is open (see _gathering_minutes), written at once otherwise."""
+        pending = self._batch_state()
+        if getattr(pending, "depth", 0):
+            series.merge(pending.minutes, records)
+        else:
+            self._write_minutes(records)
+
+    @abstractmethod
+    def _write_minutes(self, records: series.Records) -> None:
+        """Add these figures to their minutes' records (inside the open transaction,
+        where the backend has one)."""
+
+    # Whether a batch that raises is undone (one SQLite transaction): the figures it
+    # gathered then go with it. Elsewhere what the batch wrote stays, and so do they.
+    batches_roll_back = False
+
+    def _batch_state(self) -> threading.local:
+        state = self.__dict__.get("_batch_local")
+        if state is None:
+            state = self.__dict__.setdefault("_batch_local", threading.local())
+        return state
+
+    @contextlib.contextmanager
+    def _gathering_minutes(self) -> Iterator[None]:
+        """Gather the per-minute figures of the tasks a batch finishes, and write each
+        minute's record once when the outermost batch ends, rather than a read and a
+        write for every finished task."""
+        pending = self._batch_state()
+        depth = getattr(pending, "depth", 0)
+        if depth == 0:
+            pending.minutes = {}
+        pending.depth = depth + 1
+        completed = False
+        try:
+            yield
+            completed = True
+        finally:
+            pending.depth = depth
+            if depth == 0 and pending.minutes and (completed or not self.batches_roll_back):
+                self._write_minutes(pending.minutes)
 
     @abstractmethod
     def minutes(self, since_minute: int, action: Optional[str] = None) -> series.Records:
@@ -180,7 +219,7 @@ class TaskStore(ABC):
         transaction); the calls keep their own conditions and outcomes either way.
         durable=False allows a backend not to wait for the disk, for writes whose
         loss would only repeat work (claims)."""
-        return contextlib.nullcontext()
+        return self._gathering_minutes()
 
     def atomically(self, work: Callable[[], T]) -> T:
         """Run `work` (calls to this store, and to a queue in the same file) as one

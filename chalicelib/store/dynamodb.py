@@ -40,7 +40,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib import logs, series
+from chalicelib import logs
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.store.dynamo_codec import TASK_FIELDS, decode_item, encode
 from chalicelib.store.dynamo_counts import StatusCounts
@@ -127,24 +127,24 @@ class DynamoTaskStore(TaskStore):
         self._retention = retention
         self._counts = StatusCounts(client, table_name, retention.total_seconds() / 86_400)
         self._minutes = MinuteRecords(client, table_name)
-        self._pending = threading.local()  # a batch's counter changes, added when it ends
+        self._counting = threading.local()  # a batch's counter changes, added when it ends
 
     # -- counting -----------------------------------------------------------
 
     @contextlib.contextmanager
     def batch(self, durable: bool = True):
-        """The calls inside add their counter changes in one UpdateItem at the end."""
-        depth = getattr(self._pending, "depth", 0)
-        if depth == 0:
-            self._pending.changes, self._pending.minutes = Counter(), {}
-        self._pending.depth = depth + 1
+        """The calls inside add their counter changes in one UpdateItem at the end
+        (and their per-minute figures once a minute, as every store's batch does)."""
+        outermost = not getattr(self._counting, "open", False)
+        if outermost:
+            self._counting.changes, self._counting.open = Counter(), True
         try:
-            yield
+            with self._gathering_minutes():
+                yield
         finally:
-            self._pending.depth = depth
-            if depth == 0:
-                self._add_counts(self._pending.changes)
-                self._write_minutes(self._pending.minutes)
+            if outermost:
+                self._counting.open = False
+                self._add_counts(self._counting.changes)
 
     def _count(self, left: Optional[Status], entered: Optional[Status]) -> None:
         changes = Counter()
@@ -152,8 +152,8 @@ class DynamoTaskStore(TaskStore):
             changes[left.value] -= 1
         if entered is not None:
             changes[entered.value] += 1
-        if getattr(self._pending, "depth", 0):
-            self._pending.changes.update(changes)
+        if getattr(self._counting, "open", False):
+            self._counting.changes.update(changes)
         else:
             self._add_counts(changes)
 
@@ -165,12 +165,6 @@ class DynamoTaskStore(TaskStore):
         except StoreError as exc:
             logs.problem("counts not updated; /stats will be off by this change",
                          error=str(exc), changes=dict(changes))
-
-    def _add_minutes(self, records) -> None:
-        if getattr(self._pending, "depth", 0):
-            series.merge(self._pending.minutes, records)
-        else:
-            self._write_minutes(records)
 
     def _write_minutes(self, records) -> None:
         try:

@@ -138,9 +138,9 @@ def _reaches_sqlite(method):
 
 
 class SqliteTaskStore(TaskStore):
+    batches_roll_back = True  # a batch is one transaction
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending = threading.local()  # a batch's per-minute figures, written at its end
         # Outcomes committed in this process, for readers waiting on one (?wait).
         self._outcomes = threading.Condition()
         self._outcome_count = 0
@@ -224,22 +224,6 @@ class SqliteTaskStore(TaskStore):
         except _UNREACHABLE as exc:
             raise _store_error(exc) from exc
 
-    @contextlib.contextmanager
-    def _gathering_minutes(self):
-        """Gather a batch's per-minute figures and write each minute's record once,
-        at the batch's end and inside its transaction, rather than a read and a
-        write for every finished task."""
-        depth = getattr(self._pending, "depth", 0)
-        if depth == 0:
-            self._pending.minutes = {}
-        self._pending.depth = depth + 1
-        try:
-            yield
-            if depth == 0 and self._pending.minutes:
-                self._write_minutes(self._pending.minutes)
-        finally:
-            self._pending.depth = depth
-
     @_reaches_sqlite
     def wait_durable(self) -> None:
         self._db.sync()
@@ -298,12 +282,6 @@ class SqliteTaskStore(TaskStore):
             "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE finished_at IS NOT NULL "
             f"AND finished_at <= ? AND status IN ({', '.join('?' * len(finals))}) ORDER BY finished_at LIMIT ?)",
             (to_micros(before), *finals, limit))
-
-    def _add_minutes(self, records: series.Records) -> None:
-        if getattr(self._pending, "depth", 0):
-            series.merge(self._pending.minutes, records)
-        else:
-            self._write_minutes(records)
 
     @_reaches_sqlite
     def _write_minutes(self, records: series.Records) -> None:
