@@ -23,7 +23,7 @@ from typing import Dict
 
 from chalicelib import logs
 from chalicelib.queue import PublishError, TaskQueue
-from chalicelib.queue.base import MAX_DELAY_SECONDS
+from chalicelib.queue.base import MAX_MESSAGE_DELAY_SECONDS
 from chalicelib.store import TaskStore
 from chalicelib.tasks import Status, utcnow
 
@@ -59,7 +59,7 @@ class Recovery:
                 kind, reason = "running", f"worker lease expired on attempt {task.attempts}"
                 requeued = self._store.requeue(task.id, task.attempts, now + self._stale_after,
                                                error=reason, frm=(Status.RUNNING,))
-            elif hold is not None and (hold - now).total_seconds() > MAX_DELAY_SECONDS:
+            elif hold is not None and (hold - now).total_seconds() > MAX_MESSAGE_DELAY_SECONDS:
                 # Its publish failed long before its time: wait for the time as a delayed task does.
                 self._store.requeue(task.id, task.attempts, hold, frm=(Status.QUEUED,))
                 continue

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 from chalicelib import logs, series
 from chalicelib.catalog import Catalog
 from chalicelib.queue import PublishError, TaskQueue
-from chalicelib.queue.base import MAX_DELAY_SECONDS
+from chalicelib.queue.base import MAX_MESSAGE_DELAY_SECONDS
 from chalicelib.store import KeyRecord, TaskExists, TaskStore
 from chalicelib.tasks import Page, Status, Task, utcnow
 from chalicelib.validation import ListQuery, NewTask, SeriesQuery
@@ -95,7 +95,7 @@ class TaskService:
 
     def _due_at(self, now: datetime, run_at: Optional[datetime], idempotency_key: Optional[str]):
         """When recovery should look at a new task, or None if it need not."""
-        if run_at is not None and (run_at - now).total_seconds() > MAX_DELAY_SECONDS:
+        if run_at is not None and (run_at - now).total_seconds() > MAX_MESSAGE_DELAY_SECONDS:
             # Too far ahead for the queue to hold its message: recovery publishes it
             # when it falls due (Task.awaiting_publish).
             return run_at

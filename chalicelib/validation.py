@@ -36,10 +36,9 @@ class InvalidInput(ValueError):
         self.pointer = pointer  # a JSON pointer to the part of the body at fault, where one is
 
 
-# How far ahead a task may be scheduled (a year), and how long a message may be
-# held by the queue itself (SQS's DelaySeconds ceiling, 15 minutes).
+# How far ahead a task may be scheduled: a year. (How long a queue holds a message
+# itself is queue.base.MAX_MESSAGE_DELAY_SECONDS.)
 MAX_DELAY_SECONDS = 31_536_000
-MAX_MESSAGE_DELAY_SECONDS = 900
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class TaskQueue(ABC):
     @abstractmethod
     def send(self, body: str, delay_seconds: float = 0) -> str:
         """Publish one message, received no sooner than `delay_seconds` from now (at
-        most MAX_DELAY_SECONDS); its message id. Raises PublishError."""
+        most MAX_MESSAGE_DELAY_SECONDS); its message id. Raises PublishError."""
 
     @abstractmethod
     def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
@@ -46,15 +46,15 @@ class TaskQueue(ABC):
 
     def publish_task(self, task_id: str, run_at: Optional[datetime] = None) -> str:
         """Publish a task's message; a delayed task's is held until `run_at` (for at
-        most MAX_DELAY_SECONDS: a worker hands back a message that comes early)."""
+        most MAX_MESSAGE_DELAY_SECONDS: a worker hands back a message that comes early)."""
         if run_at is None:
             return self.send(json.dumps({"task_id": task_id}))
-        delay = min(MAX_DELAY_SECONDS, max(0.0, (run_at - datetime.now(timezone.utc)).total_seconds()))
+        delay = min(MAX_MESSAGE_DELAY_SECONDS, max(0.0, (run_at - datetime.now(timezone.utc)).total_seconds()))
         return self.send(json.dumps({"task_id": task_id, "run_at": to_micros(run_at)}), delay)
 
 
 # How long a queue holds a message before its first delivery: SQS's DelaySeconds ceiling.
-MAX_DELAY_SECONDS = 900
+MAX_MESSAGE_DELAY_SECONDS = 900
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from chalicelib.queue.base import MAX_DELAY_SECONDS, PublishError, QueueStats, TaskQueue
+from chalicelib.queue.base import MAX_MESSAGE_DELAY_SECONDS, PublishError, QueueStats, TaskQueue
 from chalicelib.sqlite_db import Database
 
 MIGRATIONS = (
@@ -77,7 +77,7 @@ class EmbeddedQueue(TaskQueue):
         message_id = str(uuid.uuid4())
         now = self._now()
         # A delayed message is invisible until its time, as SQS's DelaySeconds holds it.
-        visible_at = now + int(min(max(delay_seconds, 0), MAX_DELAY_SECONDS) * _MICROS)
+        visible_at = now + int(min(max(delay_seconds, 0), MAX_MESSAGE_DELAY_SECONDS) * _MICROS)
         try:
             self._db.execute(
                 "INSERT INTO messages (id, queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.queue.base import MAX_DELAY_SECONDS, PublishError, QueueStats, TaskQueue
+from chalicelib.queue.base import MAX_MESSAGE_DELAY_SECONDS, PublishError, QueueStats, TaskQueue
 
 
 class SqsTaskQueue(TaskQueue):
@@ -19,7 +19,7 @@ class SqsTaskQueue(TaskQueue):
         self._dead_letter_url = dead_letter_url
 
     def send(self, body: str, delay_seconds: float = 0) -> str:
-        extra = {"DelaySeconds": min(MAX_DELAY_SECONDS, math.ceil(delay_seconds))} if delay_seconds > 0 else {}
+        extra = {"DelaySeconds": min(MAX_MESSAGE_DELAY_SECONDS, math.ceil(delay_seconds))} if delay_seconds > 0 else {}
         try:
             return self._client.send_message(QueueUrl=self.url, MessageBody=body, **extra)["MessageId"]
         except (BotoCoreError, ClientError) as exc:
