@@ -1,6 +1,7 @@
 from chalice import Chalice, NotFoundError, Rate, Response
 
 from chalicelib import actions, cli, correlation, dashboard, factory, http_errors, openapi
+from chalicelib.dead_letters import DeadLetter
 from chalicelib.local import runtime
 from chalicelib.validation import (media_type_problem, parse_idempotency_key, parse_list_query,
                                    parse_new_task, parse_no_input, parse_series_query, parse_wait)
@@ -9,6 +10,7 @@ app = Chalice(app_name="task-queue")
 
 # The seed's consumer: prefetch 5, concurrency 2.
 TASKS_QUEUE = "tasks"
+DEAD_LETTER_QUEUE = "tasks-dlq"  # where the queue's redrive policy moves a message it gave up on
 BATCH_SIZE = 5
 MAXIMUM_CONCURRENCY = 2
 
@@ -124,6 +126,14 @@ def openapi_document():
 def process_tasks(event):
     failed = factory.worker().process_batch(
         (record.to_dict()["messageId"], record.receipt_handle, record.body) for record in event
+    )
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+@app.on_sqs_message(queue=DEAD_LETTER_QUEUE, batch_size=10, name="process_dead_letters")
+def process_dead_letters(event):
+    failed = factory.dead_letters().process_batch(
+        DeadLetter(record.to_dict()["messageId"], record.body) for record in event
     )
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 

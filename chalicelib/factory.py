@@ -156,6 +156,24 @@ def worker(settings: Optional[Settings] = None) -> Worker:
     )
 
 
+def dead_letters(settings: Optional[Settings] = None):
+    """The consumer of the dead-letter queue, which fails the tasks the queue gave up on."""
+    from chalicelib.dead_letters import DeadLetters
+
+    settings = settings or current_settings()
+    return DeadLetters(store(settings), settings.max_receive_count, metrics(settings))
+
+
+@functools.lru_cache(maxsize=None)
+def dead_letter_queue(settings: Settings):
+    """The embedded queue's dead-letter queue, read by the local dispatcher as a queue of
+    its own. It has no redrive: a message stays until its task is settled."""
+    from chalicelib.queue.embedded import EmbeddedQueue, dead_letter_name
+
+    return EmbeddedQueue(queue_db(settings), dead_letter_name(settings.queue_name),
+                         visibility_timeout=DEFAULT_VISIBILITY_SECONDS, max_receive_count=None)
+
+
 def metrics(settings: Settings):
     """EMF lines where CloudWatch reads them (inside Lambda, or TASKS_METRICS=emf)."""
     from chalicelib import actions
@@ -169,5 +187,5 @@ def metrics(settings: Settings):
 
 def reset() -> None:
     """Forget every cached backend (tests, and after settings change in-process)."""
-    for cached in (_database, _migrated, store, queue, _service, aws_client):
+    for cached in (_database, _migrated, store, queue, dead_letter_queue, _service, aws_client):
         cached.cache_clear()

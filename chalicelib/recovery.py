@@ -71,7 +71,7 @@ class Recovery:
             if requeued is None:
                 continue  # it moved on meanwhile
             try:
-                self._queue.publish_task(task.id, hold)
+                self._queue.publish_task(task.id, hold, series=task.series_start)
             except PublishError as exc:
                 counts["publish_failed"] += 1  # still queued and due again later
                 logs.problem("recovery could not publish", task=task, error=str(exc))

@@ -209,7 +209,7 @@ class TaskService:
         if queued is None:
             raise WrongState("the task changed while retrying it; fetch it and try again")
         try:
-            self._queue.publish_task(task.id)
+            self._queue.publish_task(task.id, series=queued.series_start)
         except PublishError as exc:
             # Queued with a due time: recovery publishes it once the queue is back.
             logs.problem("publish failed on retry; recovery will publish", task=task, error=str(exc))

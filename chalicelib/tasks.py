@@ -29,12 +29,14 @@ FINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 # - RUNNING -> QUEUED schedules a retry, or recovers a task whose worker died.
 # - QUEUED -> QUEUED re-publishes a task whose message was lost.
 # - FAILED -> QUEUED is an operator's retry.
+# - QUEUED -> FAILED: the queue gave up on the task's message (chalicelib/dead_letters.py);
+#   an attempt's own outcome is recorded only from RUNNING (TaskStore.finish).
 # A final task may also be deleted, which is not a transition: it leaves no state.
 _SOURCES = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.QUEUED, Status.FAILED}),
     Status.RUNNING: frozenset({Status.QUEUED, Status.RUNNING}),
     Status.COMPLETED: frozenset({Status.RUNNING}),
-    Status.FAILED: frozenset({Status.RUNNING}),
+    Status.FAILED: frozenset({Status.RUNNING, Status.QUEUED}),
     Status.CANCELLED: frozenset({Status.QUEUED}),
 }
 

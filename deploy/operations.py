@@ -59,10 +59,13 @@ def alarms(worker_function: str, api_stage: str) -> Dict[str, Any]:
             "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
                            "Endpoint": {"Ref": "AlarmEmail"}},
         },
+        # Received, not visible: the dead-letter consumer takes a message within seconds,
+        # so the queue's depth would rarely be sampled above zero.
         "DeadLetterAlarm": _alarm(
-            "A message reached the dead-letter queue: a task failed all its attempts",
-            "AWS/SQS", "ApproximateNumberOfMessagesVisible",
-            {"QueueName": {"Fn::GetAtt": ["TasksDeadLetterQueue", "QueueName"]}}, "Maximum", 0),
+            "A message reached the dead-letter queue: a task failed all its attempts, or the queue "
+            "gave up on its message",
+            "AWS/SQS", "NumberOfMessagesReceived",
+            {"QueueName": {"Fn::GetAtt": ["TasksDeadLetterQueue", "QueueName"]}}, "Sum", 0),
         "OldestMessageAlarm": _alarm(
             "The oldest queued message waits longer than OldestMessageAgeAlarmSeconds",
             "AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": queue_name}, "Maximum",

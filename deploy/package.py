@@ -37,10 +37,11 @@ def app_routes() -> list:
     return sorted((path, method) for path, entries in app.routes.items() for method in entries)
 
 
-def handler_name(kind) -> str:
+def handler_name(kind, queue: Optional[str] = None) -> str:
+    """The name of the app's one handler of this kind (for SQS, of `queue`)."""
     from app import app
 
-    [source] = [s for s in app.event_sources if isinstance(s, kind)]
+    [source] = [s for s in app.event_sources if isinstance(s, kind) and (queue is None or s.queue == queue)]
     return source.name
 
 
@@ -56,7 +57,9 @@ def build_merge_template(stage: str) -> dict:
     config = stage_config(stage)
     from chalice.app import ScheduledEventConfig, SQSEventConfig
 
-    worker = handler_name(SQSEventConfig)
+    from app import DEAD_LETTER_QUEUE, TASKS_QUEUE
+
+    worker = handler_name(SQSEventConfig, TASKS_QUEUE)
     environment = config.environment_variables
     worker_config = Config(chalice_stage=stage, function_name=worker,
                            config_from_disk=config.config_from_disk)
@@ -68,6 +71,7 @@ def build_merge_template(stage: str) -> dict:
         max_receive_count=int(environment.get("TASKS_MAX_RECEIVE_COUNT", "5")),
         routes=app_routes(),
         recovery=handler_name(ScheduledEventConfig),
+        dead_letters=handler_name(SQSEventConfig, DEAD_LETTER_QUEUE),
     )
 
 

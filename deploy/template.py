@@ -117,15 +117,18 @@ def _api_key_resources(api_stage: str) -> dict:
 
 def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: str,
                    max_receive_count: int, routes: Iterable[Tuple[str, str]],
-                   recovery: str = "recover_tasks") -> dict:
-    """The template to merge for a stage whose SQS handler is named `worker` and
-    whose scheduled recovery function is named `recovery`."""
+                   recovery: str = "recover_tasks", dead_letters: str = "process_dead_letters") -> dict:
+    """The template to merge for a stage whose SQS handler is named `worker`, whose
+    scheduled recovery function is named `recovery` and whose consumer of the
+    dead-letter queue is named `dead_letters`."""
     if auth not in AUTH_MODES:
         raise ValueError(f"TASKS_API_AUTH must be one of {', '.join(AUTH_MODES)}; got {auth!r}")
     worker_function = _camel(worker)
     worker_role = f"{worker_function}Role"
     recovery_function = _camel(recovery)
     recovery_role = f"{recovery_function}Role"
+    dead_letters_function = _camel(dead_letters)
+    dead_letters_role = f"{dead_letters_function}Role"
     table_arn = _arn("TasksTable")
 
     def index_arns(*indexes):
@@ -161,12 +164,19 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         "ApiAccessLogGroup": _log_group("api-access"),
         "WorkerLogGroup": _log_group("worker"),
         "RecoveryLogGroup": _log_group("recovery"),
+        "DeadLettersLogGroup": _log_group("dead-letters"),
         API_FUNCTION: _function("api", Timeout=operations.API_TIMEOUT_SECONDS,
                                 **operations.function_settings("ApiLogGroup")),
         worker_function: _function("worker", **operations.function_settings("WorkerLogGroup"),
                                    Timeout=worker_timeout, Events={f"{worker_function}SqsEventSource": {"Properties": {
             # Same key as Chalice's Fn::Sub, so the merge replaces its value.
             "Queue": {"Fn::Sub": "${TasksQueue.Arn}"},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        }}}),
+        # Fails the task of every message the queue's redrive gave up on (chalicelib/dead_letters.py).
+        dead_letters_function: _function("dead-letters", **operations.function_settings("DeadLettersLogGroup"),
+                                         Events={f"{dead_letters_function}SqsEventSource": {"Properties": {
+            "Queue": {"Fn::Sub": "${TasksDeadLetterQueue.Arn}"},
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
         }}}),
         # One recovery pass at a time: two would publish the same due tasks twice.
@@ -192,6 +202,14 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
             {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksDeadLetterQueue")},
             {"Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": table_arn},
         ]),
+        dead_letters_role: _role_policy(dead_letters_role, [
+            _log_statement("DeadLettersLogGroup"),
+            {"Effect": "Allow",
+             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                        "sqs:ChangeMessageVisibility"],
+             "Resource": _arn("TasksDeadLetterQueue")},
+            {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"], "Resource": table_arn},
+        ]),
         recovery_role: _role_policy(recovery_role, [
             _log_statement("RecoveryLogGroup"),
             {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": _arn("TasksQueue")},
@@ -215,6 +233,7 @@ def merge_template(*, worker: str, worker_timeout: int, api_stage: str, auth: st
         "ApiLogGroupName": {"Value": {"Ref": "ApiLogGroup"}},
         "WorkerLogGroupName": {"Value": {"Ref": "WorkerLogGroup"}},
         "RecoveryLogGroupName": {"Value": {"Ref": "RecoveryLogGroup"}},
+        "DeadLettersLogGroupName": {"Value": {"Ref": "DeadLettersLogGroup"}},
         "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
         "DashboardName": {"Value": {"Ref": "Dashboard"}},
     }
@@ -243,7 +262,8 @@ def _resource_name(resource: Any) -> str:
 def permissions_summary(template: dict) -> str:
     """Each role's allowed actions and on what, as the README lists them: built from
     the template, so that the list cannot drift from what the stack grants."""
-    roles = {"ApiHandlerRole": "API", "ProcessTasksRole": "worker", "RecoverTasksRole": "recovery"}
+    roles = {"ApiHandlerRole": "API", "ProcessTasksRole": "worker", "RecoverTasksRole": "recovery",
+             "ProcessDeadLettersRole": "dead-letter"}
     lines = []
     for role, who in roles.items():
         statements = template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]

@@ -57,7 +57,8 @@ def test_dev_py_deploy_uploads_the_code_and_creates_a_change_set_on_motos_server
     rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
-    [code] = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    # The code, and the template too where it is over what CloudFormation takes inline.
+    [code] = [c for c in s3.list_objects_v2(Bucket=bucket)["Contents"] if c["Key"].endswith(".zip")]
     uploaded = s3.get_object(Bucket=bucket, Key=code["Key"])["Body"].read()
     assert uploaded == (PROJECT_DIR / "build" / "prod" / "deployment.zip").read_bytes()
     cfn = aws("cloudformation", moto_server)
@@ -69,7 +70,7 @@ def test_dev_py_deploy_uploads_the_code_and_creates_a_change_set_on_motos_server
     assert "API access logs off" in output
     template = json.loads((PROJECT_DIR / "build" / "prod" / "deployed.json").read_text())  # as sent
     functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
-    assert len(functions) == 3
+    assert len(functions) == 4
     assert all(f["Properties"]["CodeUri"] == {"Bucket": bucket, "Key": code["Key"]} for f in functions)
     # moto's CloudFormation has no SAM transform, so executing this change set is as
     # far as it goes: the command reports the failure instead of a traceback.
@@ -129,7 +130,7 @@ def test_the_stack_is_created_updated_and_destroyed_in_motos_cloudformation(moto
     cloud.apply_change_set(cfn, "tq", body, {"MaxReceiveCount": "7"}, template, said.append, interval=0.1)
     assert cfn.describe_stacks(StackName="tq")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
     exists = what_exists(moto_server)
-    assert len(exists["functions"]) == 3 and len(exists["queues"]) == 2 and len(exists["tables"]) == 1
+    assert len(exists["functions"]) == 4 and len(exists["queues"]) == 2 and len(exists["tables"]) == 1
     assert any("CREATE_COMPLETE        tq (AWS::CloudFormation::Stack)" in line for line in said)
     [queue_url] = [url for url in exists["queues"] if "TasksQueue" in url and "Dead" not in url]
     redrive = json.loads(aws("sqs", moto_server).get_queue_attributes(

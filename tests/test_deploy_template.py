@@ -72,8 +72,22 @@ def test_worker_reports_batch_item_failures_from_the_tasks_queue(template):
     assert props["BatchSize"] == 5 and props["ScalingConfig"] == {"MaximumConcurrency": 2}
 
 
+def test_the_dead_letter_queue_has_a_consumer_that_reports_batch_item_failures(template):
+    consumer = template["Resources"]["ProcessDeadLetters"]["Properties"]
+    [source] = consumer["Events"].values()
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["Queue"] == {"Fn::Sub": "${TasksDeadLetterQueue.Arn}"}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # It reads and deletes the dead-letter queue's messages, and fails tasks: nothing more.
+    statements = list(policy_statements(template["Resources"]["ProcessDeadLettersRole"]))
+    granted = {action for statement in statements for action in statement["Action"]}
+    assert granted == {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+                       "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility", "dynamodb:GetItem",
+                       "dynamodb:UpdateItem"}
+
+
 def test_functions_get_resource_names_through_refs(template):
-    for name in ("APIHandler", "ProcessTasks", "RecoverTasks"):
+    for name in ("APIHandler", "ProcessTasks", "RecoverTasks", "ProcessDeadLetters"):
         variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert variables["TASKS_QUEUE_URL"] == {"Ref": "TasksQueue"}
         assert variables["TASKS_DLQ_URL"] == {"Ref": "TasksDeadLetterQueue"}
@@ -88,7 +102,7 @@ def policy_statements(role):
 
 def test_no_wildcard_action_or_resource_in_any_role(template):
     roles = resources_of(template, "AWS::IAM::Role")
-    assert set(roles) == {"ApiHandlerRole", "ProcessTasksRole", "RecoverTasksRole"}
+    assert set(roles) == {"ApiHandlerRole", "ProcessTasksRole", "RecoverTasksRole", "ProcessDeadLettersRole"}
     for name, role in roles.items():
         statements = list(policy_statements(role))
         assert statements, name
@@ -148,7 +162,7 @@ def test_the_readme_states_the_package_size(package_dir):
 def test_alarms_go_to_a_topic_with_an_optional_email_subscription(template):
     alarms = resources_of(template, "AWS::CloudWatch::Alarm")
     watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
-    assert watched == {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+    assert watched == {("AWS/SQS", "NumberOfMessagesReceived"), ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
                        ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), ("AWS/ApiGateway", "5XXError")}
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]

@@ -21,6 +21,7 @@ from chalicelib.settings import ConfigurationError
 # The dispatcher (and chalice.local with it) is imported only where it runs,
 # keeping it out of a Lambda's cold start.
 _dispatcher = None
+_dead_letter_dispatcher = None
 _schedulers: list = []
 
 
@@ -80,8 +81,31 @@ def build_schedulers(app: Chalice, settings=None) -> list:
     return schedulers
 
 
+def build_dead_letter_dispatcher(app: Chalice, settings=None):
+    """A Dispatcher feeding the dead-letter queue to the app's handler for it (which
+    fails the tasks the queue gave up on), or None when there is no such handler or,
+    on SQS, no dead-letter queue URL."""
+    from chalicelib.local.dispatcher import Dispatcher
+    from chalicelib.local.sources import EmbeddedSource, SqsSource
+    from chalicelib.queue.embedded import dead_letter_name
+
+    settings = settings or factory.current_settings()
+    registration = sqs_source(app, dead_letter_name(settings.queue_name))
+    if registration is None:
+        return None
+    if settings.queue == "embedded":
+        source = EmbeddedSource(factory.dead_letter_queue(settings))
+    elif settings.dead_letter_queue_url:
+        source = SqsSource(factory.aws_client("sqs", "long_poll"), settings.dead_letter_queue_url,
+                           factory.LONG_POLL_SECONDS)
+    else:
+        return None
+    return Dispatcher(source, app.handler_map[registration.name], registration.name,
+                      batch_size=registration.batch_size, concurrency=1, idle_poll_seconds=5.0)
+
+
 def start_if_serving_locally(app: Chalice) -> None:
-    global _dispatcher
+    global _dispatcher, _dead_letter_dispatcher
     if _dispatcher is not None or not serving_locally():
         return
     from chalicelib.local import server
@@ -105,6 +129,9 @@ def start_if_serving_locally(app: Chalice) -> None:
         _dispatcher.start()
         logs.note("local queue dispatcher started", queue=settings.queue_name,
                   batch_size=_dispatcher.batch_size, concurrency=_dispatcher.concurrency)
+        _dead_letter_dispatcher = build_dead_letter_dispatcher(app, settings)
+        if _dead_letter_dispatcher is not None:
+            _dead_letter_dispatcher.start()
         if settings.queue == "sqs":
             logs.problem("this dispatcher long-polls an SQS queue that a deployed worker may read too, and "
                          "takes a share of its messages; set TASKS_LOCAL_DISPATCHER=off to leave them to it",
@@ -148,7 +175,8 @@ def _stop_at_exit() -> None:
     """Let the batches under way finish and their deletes commit when the server
     stops (autoreload restarts it by ending this process): nothing waits out a
     visibility timeout to run again."""
-    if _dispatcher is not None:
-        _dispatcher.stop()
+    for dispatcher in (_dispatcher, _dead_letter_dispatcher):
+        if dispatcher is not None:
+            dispatcher.stop()
     for scheduler in _schedulers:
         scheduler.stop()

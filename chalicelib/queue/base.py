@@ -44,13 +44,19 @@ class TaskQueue(ABC):
     def stats(self) -> QueueStats:
         """How many messages wait, are in flight, and sit in the dead-letter queue."""
 
-    def publish_task(self, task_id: str, run_at: Optional[datetime] = None) -> str:
+    def publish_task(self, task_id: str, run_at: Optional[datetime] = None, series: int = 0) -> str:
         """Publish a task's message; a delayed task's is held until `run_at` (for at
-        most MAX_MESSAGE_DELAY_SECONDS: a worker hands back a message that comes early)."""
+        most MAX_MESSAGE_DELAY_SECONDS: a worker hands back a message that comes early).
+        `series` is the task's series_start: a dead letter of an earlier series (the
+        task was retried since) is then told from one of the current series."""
+        message = {"task_id": task_id}
+        if series:
+            message["series"] = series
         if run_at is None:
-            return self.send(json.dumps({"task_id": task_id}))
+            return self.send(json.dumps(message))
+        message["run_at"] = to_micros(run_at)
         delay = min(MAX_MESSAGE_DELAY_SECONDS, max(0.0, (run_at - datetime.now(timezone.utc)).total_seconds()))
-        return self.send(json.dumps({"task_id": task_id, "run_at": to_micros(run_at)}), delay)
+        return self.send(json.dumps(message), delay)
 
 
 # How long a queue holds a message before its first delivery: SQS's DelaySeconds ceiling.
@@ -61,6 +67,7 @@ MAX_MESSAGE_DELAY_SECONDS = 900
 class Message:
     task_id: str
     run_at: Optional[datetime] = None  # a delayed task's: it must not start before
+    series: int = 0  # the series of attempts it was published for (Task.series_start)
 
 
 def message_of(body: str) -> Message:
@@ -68,10 +75,6 @@ def message_of(body: str) -> Message:
     value = json.loads(body)
     if not isinstance(value, dict) or not isinstance(value.get("task_id"), str):
         raise ValueError("message has no task_id")
-    run_at = value.get("run_at")
-    return Message(value["task_id"], from_micros(run_at) if isinstance(run_at, int) else None)
-
-
-def task_id_of(body: str) -> str:
-    """The task id a message carries. Raises ValueError for a message this service did not send."""
-    return message_of(body).task_id
+    run_at, series = value.get("run_at"), value.get("series", 0)
+    return Message(value["task_id"], from_micros(run_at) if isinstance(run_at, int) else None,
+                   series if isinstance(series, int) else 0)

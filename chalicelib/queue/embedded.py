@@ -58,7 +58,7 @@ class EmbeddedQueue(TaskQueue):
         db: Database,
         name: str,
         visibility_timeout: float = 30.0,
-        max_receive_count: int = 5,
+        max_receive_count: Optional[int] = 5,  # None: no redrive (a dead-letter queue's own)
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
@@ -108,8 +108,9 @@ class EmbeddedQueue(TaskQueue):
                 ).fetchall()
                 if not candidates:
                     break
-                dead = [mid for mid, count in candidates if count >= self.max_receive_count]
-                live = [mid for mid, count in candidates if count < self.max_receive_count]
+                limit = self.max_receive_count
+                dead = [mid for mid, count in candidates if limit is not None and count >= limit]
+                live = [mid for mid, count in candidates if limit is None or count < limit]
                 if dead:
                     conn.execute(
                         "UPDATE messages SET queue = ?, visible_at = ?, receive_count = 0, receipt_handle = NULL "

@@ -268,12 +268,23 @@ class TaskStore(ABC):
         if not to.is_final:
             raise ValueError(f"{to.value} is not a final status")
         with self.batch():
-            done = self._move(task_id, sources_of(to), to,
+            done = self._move(task_id, {Status.RUNNING}, to,
                               {"finished_at": now, "result": result, "error": error, "due_at": None},
                               expect_attempts=attempt)
             if done is not None:
                 self._finished(done)
         return done is not None
+
+    def give_up(self, task: Task, now: datetime, error: str) -> Optional[Task]:
+        """Fail a queued or running task whose message the queue gave up on; None when
+        it has moved on since `task` was read (a newer attempt, an outcome, a cancel)."""
+        with self.batch():
+            failed = self._move(task.id, {Status.QUEUED, Status.RUNNING}, Status.FAILED,
+                                {"finished_at": now, "error": error, "due_at": None},
+                                expect_attempts=task.attempts)
+            if failed is not None:
+                self._finished(failed)
+        return failed
 
     def requeue(self, task_id: str, attempt: int, due_at: datetime, error: Optional[str] = None,
                 frm: Iterable[Status] = (Status.RUNNING,)) -> Optional[Task]:
