@@ -1,5 +1,6 @@
 """Retries, dead letters, operator retry and cancel, recovery and idempotency keys."""
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -414,3 +415,37 @@ def test_the_scheduled_function_purges_finished_tasks_past_retention_in_bounded_
     payload = client.lambda_.invoke("recover_tasks", client.events.generate_cw_event(
         source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])).payload
     assert payload["purged"] == 0
+
+
+# A handler that raises what is not an Exception ---------------------------------
+
+def test_a_dispatcher_thread_outlives_a_handler_that_raises_a_base_exception(client, chalice_app, monkeypatch,
+                                                                             caplog):
+    from chalicelib.worker import Worker
+
+    monkeypatch.setenv("TASKS_VISIBILITY_TIMEOUT_S", "1")  # the failed batch comes back a second later
+    real = Worker.process_batch
+    calls = []
+
+    def exits_once(self, messages):
+        calls.append(1)
+        if len(calls) == 1:
+            list(messages)
+            raise SystemExit(3)
+        return real(self, messages)
+
+    monkeypatch.setattr(Worker, "process_batch", exits_once)
+    first = submit(client, {"action": "sum", "data": {"numbers": [1]}})
+    dispatcher = build_dispatcher(chalice_app)
+    dispatcher.concurrency = 1  # one thread: if it died, nothing would be delivered
+    dispatcher.start()
+    try:
+        second = submit(client, {"action": "sum", "data": {"numbers": [2]}})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+                task_of(client, task_id)["status"] != "completed" for task_id in (first, second)):
+            time.sleep(0.05)
+    finally:
+        dispatcher.stop()
+    assert [task_of(client, task_id)["result"] for task_id in (first, second)] == [{"output": 1}, {"output": 2}]
+    assert any("SystemExit: 3" in record.getMessage() for record in caplog.records)
