@@ -6,10 +6,11 @@ from datetime import timedelta
 import pytest
 
 from chalicelib import factory
+from chalicelib.actions import ActionError
 from chalicelib.local.runtime import build_dispatcher, build_schedulers
 from chalicelib.queue.embedded import dead_letter_name
 from chalicelib.tasks import Task, utcnow
-from chalicelib.worker import RetryPolicy
+from chalicelib.worker import Next, RetryPolicy, after_failure
 from tests.conftest import declare_action, post_empty, post_task
 from tests.sqs_events import lambda_event, receive_all
 
@@ -449,3 +450,15 @@ def test_a_dispatcher_thread_outlives_a_handler_that_raises_a_base_exception(cli
         dispatcher.stop()
     assert [task_of(client, task_id)["result"] for task_id in (first, second)] == [{"output": 1}, {"output": 2}]
     assert any("SystemExit: 3" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("error, attempt, expected", [
+    (RuntimeError("down"), 1, Next.RETRY),
+    (SystemExit(2), 2, Next.RETRY),  # whatever an action raises, short of Ctrl-C, fails only its attempt
+    (RuntimeError("down"), 3, Next.GIVE_UP),
+    (ConnectionError("down"), 4, Next.GIVE_UP),
+    (ZeroDivisionError("division by zero"), 1, Next.FAIL),  # the same data would fail again
+    (ActionError("no such file"), 1, Next.FAIL),
+])
+def test_what_follows_a_failed_attempt(error, attempt, expected):
+    assert after_failure(error, attempt, RetryPolicy(max_attempts=3)) is expected
