@@ -149,10 +149,13 @@ class Worker:
     @staticmethod
     def _guarded(delivery: Delivery, call: Callable[..., T], *args: Any) -> Union[T, Handled]:
         """call(*args), or Handled.AGAIN (logged) when it raises: one message's store
-        error must not fail the others of its batch."""
+        error must not fail the others of its batch, nor end the thread that runs
+        it, whatever it raises short of Ctrl-C."""
         try:
             return call(*args)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             logs.problem("message failed; it will be delivered again",
                          message_id=delivery.message_id, error=f"{type(exc).__name__}: {exc}")
             return Handled.AGAIN
@@ -190,7 +193,9 @@ class Worker:
             if declared is not None:
                 declared.check(task.data)  # data stored before its action's schema changed
             result = actions.run(task.action, task.data)
-        except Exception as exc:  # the action broke, refused its data or ran out of time
+        except KeyboardInterrupt:  # Ctrl-C stops the worker, not the task
+            raise
+        except BaseException as exc:  # the action broke, refused its data, ran out of time or called sys.exit
             failed = Outcome(task, Status.FAILED, started, error=error_text(exc))
             decided = after_failure(exc, attempt, policy)
             if decided is Next.FAIL:

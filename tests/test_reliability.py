@@ -1,5 +1,7 @@
 """Retries, dead letters, operator retry and cancel, recovery and idempotency keys."""
 import json
+import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -13,6 +15,7 @@ from chalicelib.tasks import Task, utcnow
 from chalicelib.worker import Next, RetryPolicy, after_failure
 from tests.conftest import declare_action, post_empty, post_task
 from tests.sqs_events import lambda_event, receive_all
+from tests.stacks import stack  # noqa: F401 (a fixture)
 
 
 class Flaky:
@@ -418,7 +421,40 @@ def test_the_scheduled_function_purges_finished_tasks_past_retention_in_bounded_
     assert payload["purged"] == 0
 
 
-# A handler that raises what is not an Exception ---------------------------------
+# An action that raises what is not an Exception --------------------------------
+
+class Abort(BaseException):
+    """What a library may raise to unwind past `except Exception`."""
+
+
+@pytest.mark.parametrize("leave, error", [
+    (lambda: sys.exit(2), "SystemExit: 2"),
+    (lambda: (_ for _ in ()).throw(Abort("unwound")), "Abort: unwound"),
+])
+def test_an_action_raising_a_base_exception_is_retried_then_failed_and_later_tasks_run(stack, monkeypatch,
+                                                                                     leave, error):
+    monkeypatch.setenv("TASKS_RETRY_BASE_S", "0")
+    declare_action(monkeypatch, "quits", lambda data: leave(), max_attempts=2)
+    task = stack.submit({"action": "quits"})
+    local = factory.current_settings().store == "sqlite"
+
+    def deliver():
+        if not local:
+            return stack.deliver()  # Lambda's handler, in the main thread
+        # The local dispatcher runs the worker in threads of its own.
+        worker = threading.Thread(target=stack.deliver)
+        worker.start()
+        worker.join(10)
+
+    deliver()
+    time.sleep(0.05)  # the zero backoff (the embedded queue's redelivery is in the same deliver)
+    deliver()
+    last = stack.task(task["id"])  # retried once, then failed: like any error of an action
+    assert last["status"] == "failed" and last["attempts"] == 2 and last["error"] == error
+    later = stack.submit({"action": "uppercase", "data": {"text": "still here"}})
+    deliver()
+    assert stack.task(later["id"])["result"] == {"output": "STILL HERE"}
+
 
 def test_a_dispatcher_thread_outlives_a_handler_that_raises_a_base_exception(client, chalice_app, monkeypatch,
                                                                              caplog):
