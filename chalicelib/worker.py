@@ -124,7 +124,8 @@ class Worker:
         except Exception as exc:  # the batch's transaction failed: every message comes back
             logs.problem("could not claim the batch; it will be delivered again",
                          error=f"{type(exc).__name__}: {exc}", messages=len(deliveries))
-            return [delivery.message_id for delivery in deliveries]
+            # With the early ones, already sent back until their time: acknowledged, they would be lost.
+            return again + [delivery.message_id for delivery in deliveries]
         outcomes: List[Tuple[Delivery, Outcome]] = []
         for delivery, claimed in zip(deliveries, claims):
             handled = claimed if claimed is Handled.AGAIN else self._guarded(delivery, self._run, delivery, claimed)
