@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar, Union
 
@@ -65,13 +65,21 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an attempt came to, to be written with the other outcomes of its batch."""
+    """What an attempt came to, to be written with the other outcomes of its batch.
+
+    Its own start and finish travel with it: a batch claims its tasks together
+    and writes their outcomes together, so neither write's time is the attempt's."""
 
     task: Task  # as its claim left it
     status: Status
-    started: float  # perf_counter() at the claim
+    started_at: datetime  # its turn came: just before the action ran
+    finished_at: datetime  # just after the action returned
     result: Any = None
     error: Optional[str] = None
+
+    @property
+    def run_ms(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds() * 1000
 
 
 class Handled(Enum):
@@ -179,7 +187,7 @@ class Worker:
             # Final already (a redelivery, or cancelled) or never accepted.
             logs.note("message for a task that is final or unknown; acknowledged", task_id=delivery.task_id)
             return Handled.DONE
-        started = time.perf_counter()
+        started_at = utcnow()
         attempt = task.attempt_in_series
         declared = self._catalog.action(task.action)
         policy = self._catalog.policy(task.action)
@@ -187,7 +195,8 @@ class Worker:
             # Earlier attempts died without recording an outcome (killed workers).
             last = f": {task.error}" if task.error else ""
             return self._give_up(delivery, Outcome(
-                task, Status.FAILED, started, error=f"gave up after {attempt - 1} attempts that did not finish{last}"))
+                task, Status.FAILED, started_at, started_at,
+                error=f"gave up after {attempt - 1} attempts that did not finish{last}"))
         if self._work_delay:
             self._sleep(self._work_delay)
         try:
@@ -197,22 +206,23 @@ class Worker:
         except KeyboardInterrupt:  # Ctrl-C stops the worker, not the task
             raise
         except BaseException as exc:  # the action broke, refused its data, ran out of time or called sys.exit
-            failed = Outcome(task, Status.FAILED, started, error=error_text(exc))
+            failed = Outcome(task, Status.FAILED, started_at, utcnow(), error=error_text(exc))
             decided = after_failure(exc, attempt, policy)
             if decided is Next.FAIL:
                 return failed
             if decided is Next.GIVE_UP:
                 return self._give_up(delivery, failed)
-            return self._schedule_retry(delivery, task, failed.error, policy)
+            return self._schedule_retry(delivery, failed, policy)
+        finished_at = utcnow()
         unstorable = self._store.unstorable_result(task, result)
         if unstorable is not None:
-            return Outcome(task, Status.FAILED, started, error=unstorable)
-        return Outcome(task, Status.COMPLETED, started, result=result)
+            return Outcome(task, Status.FAILED, started_at, finished_at, error=unstorable)
+        return Outcome(task, Status.COMPLETED, started_at, finished_at, result=result)
 
     def _record(self, outcome: Outcome) -> bool:
         """Write an outcome; False when a newer attempt owns its task."""
-        return self._store.finish(outcome.task.id, outcome.task.attempts, outcome.status, utcnow(),
-                                  result=outcome.result, error=outcome.error)
+        return self._store.finish(outcome.task.id, outcome.task.attempts, outcome.status, outcome.finished_at,
+                                  result=outcome.result, error=outcome.error, started_at=outcome.started_at)
 
     def _announce(self, outcome: Outcome, written: bool) -> None:
         """Log an outcome, and emit its metrics, once its write is committed."""
@@ -220,27 +230,29 @@ class Worker:
         if not written:
             logs.note("a newer attempt owns this task; outcome discarded", task=task, attempt=task.attempts)
             return
-        duration_ms = (time.perf_counter() - outcome.started) * 1000
-        logs.state_change(task.moved_to(outcome.status, error=outcome.error), duration_ms=duration_ms)
+        finished = task.moved_to(outcome.status, error=outcome.error, started_at=outcome.started_at,
+                                 finished_at=outcome.finished_at)
+        logs.state_change(finished, duration_ms=outcome.run_ms)
         counted = "TasksCompleted" if outcome.status is Status.COMPLETED else "TasksFailed"
-        self._measure(task, {counted: 1, "RunTime": round(duration_ms, 3)})
+        self._measure(outcome, {counted: 1, "RunTime": round(outcome.run_ms, 3)})
 
-    def _measure(self, task: Task, values: dict) -> None:
-        if task.started_at is not None:
-            values["QueueWait"] = round((task.started_at - task.ready_at).total_seconds() * 1000, 3)
+    def _measure(self, outcome: Outcome, values: dict) -> None:
+        task = outcome.task
+        values["QueueWait"] = round((outcome.started_at - task.ready_at).total_seconds() * 1000, 3)
         self._metrics.record(task.action, values, task_id=task.id, request_id=task.request_id)
 
-    def _schedule_retry(self, delivery: Delivery, task: Task, error: str, policy: RetryPolicy) -> Handled:
+    def _schedule_retry(self, delivery: Delivery, failed: Outcome, policy: RetryPolicy) -> Handled:
         """AGAIN once the task is queued again and its message hidden for the backoff;
         DONE when a newer attempt owns the task, which spends this message."""
+        task = failed.task
         delay = policy.delay(task.attempt_in_series)
         due = utcnow() + timedelta(seconds=delay) + self._stale_after
-        requeued = self._store.requeue(task.id, task.attempts, due, error=error)
+        requeued = self._store.requeue(task.id, task.attempts, due, error=failed.error)
         if requeued is None:
             return Handled.DONE
         self._queue.retry_later(delivery.receipt_handle, delay)
-        logs.state_change(requeued, retry_in_s=delay, error=error)
-        self._measure(task, {"TasksRetried": 1})
+        logs.state_change(requeued, retry_in_s=delay, error=failed.error)
+        self._measure(failed, {"TasksRetried": 1})
         return Handled.AGAIN
 
     def _give_up(self, delivery: Delivery, outcome: Outcome) -> Handled:
