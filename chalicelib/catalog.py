@@ -2,7 +2,7 @@
 data each accepts, and the limits in force once the global settings are applied."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 from chalicelib.actions import Action, DataMismatch
 from chalicelib.retry import RetryPolicy
@@ -29,6 +29,10 @@ class Catalog:
             declared.check(new.data)
         except DataMismatch as exc:
             raise InvalidInput(str(exc), pointer=exc.pointer) from None
+
+    def action(self, name: str) -> Optional[Action]:
+        """The action declared under `name`; None for one that is not (it runs as the seed's "processed")."""
+        return self._actions.get(name)
 
     def policy(self, name: str) -> RetryPolicy:
         return self._retry.for_action(self._actions.get(name))

@@ -127,14 +127,19 @@ def retry_policy(settings: Settings):
 
 
 def catalog(settings: Optional[Settings] = None):
-    """The declared actions with the limits these settings put under them."""
+    """The declared actions with the limits these settings put under them; raises
+    ConfigurationError when an action's attempts do not fit the queue's receive count."""
+    settings = settings or current_settings()
+    built = _catalog(settings)
+    built.check_receive_count(settings.max_receive_count)
+    return built
+
+
+def _catalog(settings: Settings):
     from chalicelib import actions
     from chalicelib.catalog import Catalog
 
-    settings = settings or current_settings()
-    built = Catalog(actions.ACTIONS, retry_policy(settings), reject_unknown=settings.unknown_actions == "reject")
-    built.check_receive_count(settings.max_receive_count)
-    return built
+    return Catalog(actions.ACTIONS, retry_policy(settings), reject_unknown=settings.unknown_actions == "reject")
 
 
 def recovery(settings: Optional[Settings] = None):
@@ -150,7 +155,9 @@ def worker(settings: Optional[Settings] = None) -> Worker:
     return Worker(
         store(settings), queue(settings),
         work_delay_seconds=settings.work_delay_ms / 1000,
-        retry=retry_policy(settings),
+        # Unchecked: tasks accepted already run even when a new deploy's limits no
+        # longer fit the queue (submits are refused meanwhile).
+        catalog=_catalog(settings),
         stale_after_seconds=settings.stale_after_seconds,
         metrics=metrics(settings),
     )

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import timedelta
-from typing import Callable, Iterable, List, Tuple
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from chalicelib import actions, logs
+from chalicelib.catalog import Catalog
 from chalicelib.metrics import NoMetrics
 from chalicelib.queue import TaskQueue
 from chalicelib.queue.base import message_of
@@ -14,32 +17,87 @@ from chalicelib.retry import RetryPolicy
 from chalicelib.store import TaskStore
 from chalicelib.tasks import Status, Task, utcnow
 
-
-_RETRY = object()  # the message must come back: a retry is scheduled on the queue
-_FAILED = object()  # the message must come back: the store failed for it
+T = TypeVar("T")
 
 MAX_ERROR_CHARS = 2000  # an exception's text can quote the data; a task stores only this much of it
 
+# Failures that the same data would meet again: the task fails at once, unretried.
+# An action says so with ActionError, and its message is kept as it is (so is a
+# schema's DataMismatch); arithmetic on the data (an overflow, a division by
+# zero) is as deterministic.
+REFUSED = (actions.ActionError, actions.DataMismatch)
+PERMANENT = (ArithmeticError,)
 
-def error_text(exc: Exception) -> str:
+
+def error_text(exc: BaseException) -> str:
+    """What a task's `error` says of an exception."""
+    if isinstance(exc, REFUSED):
+        return str(exc)[:MAX_ERROR_CHARS]
     return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
 
 
-# Failures that the same data would meet again: the task fails at once, unretried.
-# An action says so with ActionError (caught on its own, its message kept as it is);
-# arithmetic on the data (an overflow, a division by zero) is as deterministic.
-PERMANENT = (ArithmeticError,)
+class Next(Enum):
+    """What follows a failed attempt."""
+
+    RETRY = "retry"  # the task is queued again, its message hidden for the backoff
+    GIVE_UP = "give up"  # the last attempt: the task fails and its message is dead-lettered
+    FAIL = "fail"  # the same data would fail again: the task fails at once, its message is done
+
+
+def after_failure(error: BaseException, attempt: int, policy: RetryPolicy) -> Next:
+    """What follows attempt number `attempt` of a series failing with `error`."""
+    if isinstance(error, REFUSED + PERMANENT):
+        return Next.FAIL
+    if attempt >= policy.max_attempts:
+        return Next.GIVE_UP
+    return Next.RETRY
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message of a batch that names a task."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an attempt came to, to be written with the other outcomes of its batch.
+
+    Its own start and finish travel with it: a batch claims its tasks together
+    and writes their outcomes together, so neither write's time is the attempt's."""
+
+    task: Task  # as its claim left it
+    status: Status
+    started_at: datetime  # its turn came: just before the action ran
+    finished_at: datetime  # just after the action returned
+    result: Any = None
+    error: Optional[str] = None
+
+    @property
+    def run_ms(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds() * 1000
+
+
+class Handled(Enum):
+    """A message dealt with that leaves no outcome to write."""
+
+    DONE = "done"  # acknowledged: its task is final or unknown, or it was dead-lettered
+    AGAIN = "again"  # it must be delivered again: a retry is scheduled, or the store failed for it
 
 
 class Worker:
     def __init__(self, store: TaskStore, queue: TaskQueue, work_delay_seconds: float = 0.1,
-                 retry: RetryPolicy = RetryPolicy(),
+                 catalog: Optional[Catalog] = None,
                  stale_after_seconds: float = 900.0,
                  sleep: Callable[[float], None] = time.sleep, metrics=NoMetrics()) -> None:
         self._store = store
         self._queue = queue
         self._work_delay = work_delay_seconds
-        self._retry = retry
+        self._catalog = catalog or Catalog(actions.ACTIONS, RetryPolicy())
         self._stale_after = timedelta(seconds=stale_after_seconds)
         self._sleep = sleep
         self._metrics = metrics
@@ -53,7 +111,8 @@ class Worker:
         batch are written together, and so are its outcomes (one SQLite
         transaction each), which is what makes a batch cheaper than its messages.
         """
-        claimable, failed = [], []
+        deliveries: List[Delivery] = []
+        again: List[str] = []
         now = utcnow()
         for message_id, receipt_handle, body in messages:
             try:
@@ -65,134 +124,142 @@ class Worker:
                 # Queues hold a delayed message until its time; one early all the same
                 # (clocks that disagree) goes back until then, unclaimed.
                 self._queue.retry_later(receipt_handle, math.ceil((message.run_at - now).total_seconds()))
-                failed.append(message_id)
+                again.append(message_id)
                 continue
-            claimable.append((message_id, receipt_handle, body, message.task_id))
+            deliveries.append(Delivery(message_id, receipt_handle, body, message.task_id))
         try:
-            claimed = self._claim_all(claimable)
+            claims = self._claim_all(deliveries)
         except Exception as exc:  # the batch's transaction failed: every message comes back
             logs.problem("could not claim the batch; it will be delivered again",
-                         error=f"{type(exc).__name__}: {exc}", messages=len(claimable))
-            return [message[0] for message in claimable]
-        outcomes = []
-        for (message_id, receipt_handle, body, task_id), task, started in claimed:
-            outcome = task if task is _FAILED else self._guarded(
-                self._run, message_id, task_id, task, receipt_handle, body, started)
-            if outcome is _RETRY or outcome is _FAILED:
-                failed.append(message_id)
-            elif outcome is not None:
-                outcomes.append((message_id, outcome))
+                         error=f"{type(exc).__name__}: {exc}", messages=len(deliveries))
+            # With the early ones, already sent back until their time: acknowledged, they would be lost.
+            return again + [delivery.message_id for delivery in deliveries]
+        outcomes: List[Tuple[Delivery, Outcome]] = []
+        for delivery, claimed in zip(deliveries, claims):
+            handled = claimed if claimed is Handled.AGAIN else self._guarded(delivery, self._run, delivery, claimed)
+            if isinstance(handled, Outcome):
+                outcomes.append((delivery, handled))
+            elif handled is Handled.AGAIN:
+                again.append(delivery.message_id)
         try:
             with self._store.batch():
-                recorded = [(message_id, self._guarded(self._record, message_id, *outcome))
-                            for message_id, outcome in outcomes]
+                written = [self._guarded(delivery, self._record, outcome) for delivery, outcome in outcomes]
         except Exception as exc:  # the batch's transaction failed: its outcomes come back
             logs.problem("could not record the batch's outcomes; it will be delivered again",
                          error=f"{type(exc).__name__}: {exc}", messages=len(outcomes))
-            return failed + [message_id for message_id, _ in outcomes]
-        for message_id, log_line in recorded:
-            if log_line is _FAILED:
-                failed.append(message_id)
+            return again + [delivery.message_id for delivery, _ in outcomes]
+        for (delivery, outcome), stored in zip(outcomes, written):
+            if stored is Handled.AGAIN:
+                again.append(delivery.message_id)
             else:
-                log_line()
-        return failed
+                self._announce(outcome, stored)
+        return again
 
     @staticmethod
-    def _guarded(call, message_id: str, *args):
-        """call(*args), or _FAILED (logged) when it raises: one message's store error
-        must not fail the others of its batch."""
+    def _guarded(delivery: Delivery, call: Callable[..., T], *args: Any) -> Union[T, Handled]:
+        """call(*args), or Handled.AGAIN (logged) when it raises: one message's store
+        error must not fail the others of its batch, nor end the thread that runs
+        it, whatever it raises short of Ctrl-C."""
         try:
             return call(*args)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             logs.problem("message failed; it will be delivered again",
-                         message_id=message_id, error=f"{type(exc).__name__}: {exc}")
-            return _FAILED
+                         message_id=delivery.message_id, error=f"{type(exc).__name__}: {exc}")
+            return Handled.AGAIN
 
-    def _claim_all(self, claimable: list) -> list:
+    def _claim_all(self, deliveries: List[Delivery]) -> List[Union[Task, None, Handled]]:
+        """Each delivery's task as claimed (None: final or unknown), in order."""
         now = utcnow()
-        # A claim lost in a power cut only means the attempt runs again.
+        # A claim lost in a power cut only means the attempt runs again. No lease:
+        # the message's visibility timeout brings it back if this worker dies.
         with self._store.batch(durable=False):
-            claimed = [(message, self._guarded(self._claim, message[0], message[3], now), time.perf_counter())
-                       for message in claimable]
-        for _, task, _ in claimed:
-            if task is not None and task is not _FAILED:
-                logs.state_change(task)
-        return claimed
+            claims = [self._guarded(delivery, self._store.claim, delivery.task_id, now) for delivery in deliveries]
+        for claimed in claims:
+            if isinstance(claimed, Task):
+                logs.state_change(claimed)
+        return claims
 
-    def _claim(self, task_id: str, now):
-        # No lease: the message's visibility timeout brings it back if this worker dies.
-        return self._store.claim(task_id, now)
-
-    def _run(self, task_id: str, task, receipt_handle: str, body: str, started: float):
-        """The outcome to record (task, status, started, result, error); None when the
-        message is done with already; _RETRY when it must come back."""
+    def _run(self, delivery: Delivery, task: Optional[Task]) -> Union[Outcome, Handled]:
+        """Run the claimed task's action: the outcome to write, or how the message was handled."""
         if task is None:
             # Final already (a redelivery, or cancelled) or never accepted.
-            logs.note("message for a task that is final or unknown; acknowledged", task_id=task_id)
-            return None
+            logs.note("message for a task that is final or unknown; acknowledged", task_id=delivery.task_id)
+            return Handled.DONE
+        started_at = utcnow()
         attempt = task.attempt_in_series
-        declared = actions.ACTIONS.get(task.action)
-        policy = self._retry.for_action(declared)
+        declared = self._catalog.action(task.action)
+        policy = self._catalog.policy(task.action)
         if attempt > policy.max_attempts:
             # Earlier attempts died without recording an outcome (killed workers).
             last = f": {task.error}" if task.error else ""
-            self._give_up(task, receipt_handle, body,
-                          f"gave up after {attempt - 1} attempts that did not finish{last}")
-            return None
+            return self._give_up(delivery, Outcome(
+                task, Status.FAILED, started_at, started_at,
+                error=f"gave up after {attempt - 1} attempts that did not finish{last}"))
         if self._work_delay:
             self._sleep(self._work_delay)
         try:
             if declared is not None:
                 declared.check(task.data)  # data stored before its action's schema changed
             result = actions.run(task.action, task.data)
-        except (actions.ActionError, actions.DataMismatch) as exc:
-            return task, Status.FAILED, started, None, str(exc)[:MAX_ERROR_CHARS]
-        except PERMANENT as exc:
-            return task, Status.FAILED, started, None, error_text(exc)
-        except Exception as exc:  # the action broke or ran out of time: retry with backoff, then dead-letter
-            error = error_text(exc)
-            if attempt >= policy.max_attempts:
-                self._give_up(task, receipt_handle, body, error)
-                return None
-            return self._schedule_retry(task, receipt_handle, error, policy)
+        except KeyboardInterrupt:  # Ctrl-C stops the worker, not the task
+            raise
+        except BaseException as exc:  # the action broke, refused its data, ran out of time or called sys.exit
+            failed = Outcome(task, Status.FAILED, started_at, utcnow(), error=error_text(exc))
+            decided = after_failure(exc, attempt, policy)
+            if decided is Next.FAIL:
+                return failed
+            if decided is Next.GIVE_UP:
+                return self._give_up(delivery, failed)
+            return self._schedule_retry(delivery, failed, policy)
+        finished_at = utcnow()
         unstorable = self._store.unstorable_result(task, result)
         if unstorable is not None:
-            return task, Status.FAILED, started, None, unstorable
-        return task, Status.COMPLETED, started, result, None
+            return Outcome(task, Status.FAILED, started_at, finished_at, error=unstorable)
+        return Outcome(task, Status.COMPLETED, started_at, finished_at, result=result)
 
-    def _record(self, task: Task, outcome: Status, started: float, result=None, error=None):
-        """Write an outcome; what to emit once it is committed (its log line and metrics)."""
-        if self._store.finish(task.id, task.attempts, outcome, utcnow(), result=result, error=error):
-            duration_ms = (time.perf_counter() - started) * 1000
+    def _record(self, outcome: Outcome) -> bool:
+        """Write an outcome; False when a newer attempt owns its task."""
+        return self._store.finish(outcome.task.id, outcome.task.attempts, outcome.status, outcome.finished_at,
+                                  result=outcome.result, error=outcome.error, started_at=outcome.started_at)
 
-            def emit() -> None:
-                logs.state_change(task.moved_to(outcome, error=error), duration_ms=duration_ms)
-                counted = "TasksCompleted" if outcome is Status.COMPLETED else "TasksFailed"
-                self._measure(task, {counted: 1, "RunTime": round(duration_ms, 3)})
-            return emit
-        return lambda: logs.note("a newer attempt owns this task; outcome discarded",
-                                 task=task, attempt=task.attempts)
+    def _announce(self, outcome: Outcome, written: bool) -> None:
+        """Log an outcome, and emit its metrics, once its write is committed."""
+        task = outcome.task
+        if not written:
+            logs.note("a newer attempt owns this task; outcome discarded", task=task, attempt=task.attempts)
+            return
+        finished = task.moved_to(outcome.status, error=outcome.error, started_at=outcome.started_at,
+                                 finished_at=outcome.finished_at)
+        logs.state_change(finished, duration_ms=outcome.run_ms)
+        counted = "TasksCompleted" if outcome.status is Status.COMPLETED else "TasksFailed"
+        self._measure(outcome, {counted: 1, "RunTime": round(outcome.run_ms, 3)})
 
-    def _measure(self, task: Task, values: dict) -> None:
-        if task.started_at is not None:
-            values["QueueWait"] = round((task.started_at - task.ready_at).total_seconds() * 1000, 3)
+    def _measure(self, outcome: Outcome, values: dict) -> None:
+        task = outcome.task
+        values["QueueWait"] = round((outcome.started_at - task.ready_at).total_seconds() * 1000, 3)
         self._metrics.record(task.action, values, task_id=task.id, request_id=task.request_id)
 
-    def _schedule_retry(self, task: Task, receipt_handle: str, error: str, policy: RetryPolicy):
-        """_RETRY once the task is queued again and its message hidden for the backoff;
-        None when a newer attempt owns the task, which spends this message."""
+    def _schedule_retry(self, delivery: Delivery, failed: Outcome, policy: RetryPolicy) -> Handled:
+        """AGAIN once the task is queued again and its message hidden for the backoff;
+        DONE when a newer attempt owns the task, which spends this message."""
+        task = failed.task
         delay = policy.delay(task.attempt_in_series)
         due = utcnow() + timedelta(seconds=delay) + self._stale_after
-        requeued = self._store.requeue(task.id, task.attempts, due, error=error)
+        requeued = self._store.requeue(task.id, task.attempts, due, error=failed.error)
         if requeued is None:
-            return None
-        self._queue.retry_later(receipt_handle, delay)
-        logs.state_change(requeued, retry_in_s=delay, error=error)
-        self._measure(task, {"TasksRetried": 1})
-        return _RETRY
+            return Handled.DONE
+        self._queue.retry_later(delivery.receipt_handle, delay)
+        logs.state_change(requeued, retry_in_s=delay, error=failed.error)
+        self._measure(failed, {"TasksRetried": 1})
+        return Handled.AGAIN
 
-    def _give_up(self, task: Task, receipt_handle: str, body: str, error: str) -> None:
-        self._record(task, Status.FAILED, time.perf_counter(), error=error)()
-        self._queue.dead_letter(receipt_handle, body)
+    def _give_up(self, delivery: Delivery, outcome: Outcome) -> Handled:
+        """Fail the task now, on its own, and move its message to the dead-letter queue."""
+        task = outcome.task
+        self._announce(outcome, self._record(outcome))
+        self._queue.dead_letter(delivery.receipt_handle, delivery.body)
         logs.note("message moved to the dead-letter queue", task=task, attempts=task.attempts)
         self._metrics.record(task.action, {"TasksDeadLettered": 1}, task_id=task.id, request_id=task.request_id)
+        return Handled.DONE

@@ -65,6 +65,21 @@ class StoreContract:
         final = store.get(task.id)
         assert final.status is Status.COMPLETED and final.result == {"output": 3} and final.error is None
 
+    def test_finish_records_the_attempts_own_start_in_place_of_its_claims(self, store):
+        task, other = make_task(), make_task(offset_us=1)
+        store.insert(task)
+        store.insert(other)
+        claimed_at = utcnow()
+        claimed = store.claim(task.id, claimed_at)
+        kept = store.claim(other.id, claimed_at)
+        started, finished = claimed_at + timedelta(milliseconds=300), claimed_at + timedelta(milliseconds=400)
+        assert store.finish(task.id, claimed.attempts, Status.COMPLETED, finished, result={"output": 1},
+                            started_at=started)
+        assert store.finish(other.id, kept.attempts, Status.COMPLETED, finished, result={"output": 2})
+        final = store.get(task.id)
+        assert (final.started_at, final.finished_at) == (started, finished)
+        assert store.get(other.id).started_at == claimed_at  # none given: the claim's stays
+
     def test_final_task_cannot_be_claimed_again(self, store):
         task = make_task()
         store.insert(task)

@@ -1,5 +1,6 @@
 """Actions as declarations: found in their package, checked at submit, listed, limited."""
 import json
+import sys
 import threading
 import time
 
@@ -126,6 +127,26 @@ def test_within_gives_up_on_an_attempt_in_another_thread():
     thread.join(10)
     assert isinstance(outcome["error"], actions.ActionTimeout) and outcome["seconds"] < 2
     assert isinstance(outcome["raised"], ZeroDivisionError)  # the action's own error reaches the worker
+
+
+def test_an_attempt_that_calls_sys_exit_leaves_its_threads_runner_serving():
+    outcome = {}
+
+    def attempts():
+        try:
+            actions.within(1, lambda data: sys.exit(2), {})
+        except SystemExit as exc:
+            outcome["code"] = exc.code
+        runners = {thread for thread in threading.enumerate() if thread.name == "action-attempts"}
+        outcome["next"] = actions.within(1, lambda data: data["n"] + 1, {"n": 1})
+        outcome["new runners"] = {thread for thread in threading.enumerate()
+                                  if thread.name == "action-attempts"} - runners
+
+    thread = threading.Thread(target=attempts)
+    thread.start()
+    thread.join(10)
+    # SystemExit reaches the worker's thread; the runner lives on and takes the next attempt.
+    assert outcome == {"code": 2, "next": 2, "new runners": set()}
 
 
 # The same behaviours on both stacks: SQLite with the embedded queue, DynamoDB with SQS.

@@ -1,5 +1,6 @@
 """End to end against the real `chalice local`: an action added the README's way, a
-delayed task held and then run, and ?wait answering as its task completes."""
+delayed task held and then run, ?wait answering as its task completes, and an
+action that calls sys.exit failing its task alone."""
 import re
 import time
 from datetime import datetime
@@ -21,18 +22,33 @@ def readme_action() -> tuple:
     return path, source
 
 
+# An action whose library ends the process its own way: in a dispatcher thread,
+# SystemExit would end only that thread, with nothing said.
+QUITS = '''import sys
+
+from chalicelib.actions import action
+
+
+@action("quits", max_attempts=1)
+def quits(data):
+    """Calls sys.exit, as a command-line library might."""
+    sys.exit(2)
+'''
+
+
 def moment(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """chalice local on a copy of the project with the README's action added, its
-    worker taking a second over each task (simulated work)."""
+    """chalice local on a copy of the project with the README's action and one that
+    calls sys.exit added, its worker taking a second over each task (simulated work)."""
     root = tmp_path_factory.mktemp("e2e-actions")
     project = copy_project(root / "project")
     path, source = readme_action()
     (project / path).write_text(source)
+    (project / "chalicelib" / "actions" / "quits.py").write_text(QUITS)
     local = LocalServer(root, project_dir=project, env={"TASKS_WORK_DELAY_MS": "1000"}).start()
     yield local
     local.stop()
@@ -74,3 +90,15 @@ def test_wait_answers_within_a_second_of_completion(server):
     # The worker took a second over it, so the request did wait; it answered on the commit.
     assert moment(task["finished_at"]) - moment(task["created_at"]) >= 1
     assert 0 <= answered - moment(task["finished_at"]) < 1
+
+
+def test_an_action_calling_sys_exit_fails_its_task_and_the_dispatcher_runs_on(server):
+    # One such task for each dispatcher thread: every thread meets one.
+    for _ in range(2):
+        status, accepted = server.call("POST", "/tasks", {"action": "quits"})
+        assert status == 202
+        status, task = server.call("GET", f"/tasks/{accepted['id']}?wait=8")  # inside the client's 10 s
+        assert task["status"] == "failed" and task["error"] == "SystemExit: 2", task
+    status, accepted = server.call("POST", "/tasks", {"action": "uppercase", "data": {"text": "after"}})
+    status, task = server.call("GET", f"/tasks/{accepted['id']}?wait=15")
+    assert task["status"] == "completed" and task["result"] == {"output": "AFTER"}

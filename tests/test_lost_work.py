@@ -162,6 +162,24 @@ def test_a_batch_whose_transaction_failed_hands_every_message_back(client, monke
     assert [store.get(task_id).status for task_id in ids] == [left_as] * 3
 
 
+def test_a_message_early_for_its_task_is_kept_when_its_batchs_claims_fail(client, chalice_app, monkeypatch):
+    delayed = json.loads(post_task(client, {"action": "sum", "delay_seconds": 3600}).body)["id"]
+    ready = json.loads(post_task(client, {"action": "sum", "data": {"numbers": [1]}}).body)["id"]
+    queue = factory.queue(settings())
+    # A message for the delayed task that arrives early (clocks that disagree), in the same batch.
+    queue.send(json.dumps({"task_id": delayed, "run_at": int(time.time() * 1e6) + 3_600_000_000}))
+    assert queue.depth() == 2
+    _disk_fails_on(monkeypatch, "claim", ready)
+    dispatcher = build_dispatcher(chalice_app)
+    assert dispatcher.deliver_one_batch() == 2
+    dispatcher.drain()  # commits the deletes the dispatcher holds back
+    # Both messages are still there: the ready task's to come back after its lease,
+    # the delayed task's hidden until its time.
+    assert queue.depth() == 2
+    store = factory.store(settings())
+    assert store.get(delayed).status is Status.QUEUED and store.get(ready).status is Status.QUEUED
+
+
 # 6. A replay waits for the flush of the commit it read -------------------------
 
 def test_a_replay_answers_only_once_the_first_requests_commit_is_flushed(monkeypatch):

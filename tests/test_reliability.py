@@ -1,16 +1,21 @@
 """Retries, dead letters, operator retry and cancel, recovery and idempotency keys."""
 import json
+import sys
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from chalicelib import factory
+from chalicelib.actions import ActionError
 from chalicelib.local.runtime import build_dispatcher, build_schedulers
 from chalicelib.queue.embedded import dead_letter_name
 from chalicelib.tasks import Task, utcnow
-from chalicelib.worker import RetryPolicy
+from chalicelib.worker import Next, RetryPolicy, after_failure
 from tests.conftest import declare_action, post_empty, post_task
 from tests.sqs_events import lambda_event, receive_all
+from tests.stacks import stack  # noqa: F401 (a fixture)
 
 
 class Flaky:
@@ -414,3 +419,82 @@ def test_the_scheduled_function_purges_finished_tasks_past_retention_in_bounded_
     payload = client.lambda_.invoke("recover_tasks", client.events.generate_cw_event(
         source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])).payload
     assert payload["purged"] == 0
+
+
+# An action that raises what is not an Exception --------------------------------
+
+class Abort(BaseException):
+    """What a library may raise to unwind past `except Exception`."""
+
+
+@pytest.mark.parametrize("leave, error", [
+    (lambda: sys.exit(2), "SystemExit: 2"),
+    (lambda: (_ for _ in ()).throw(Abort("unwound")), "Abort: unwound"),
+])
+def test_an_action_raising_a_base_exception_is_retried_then_failed_and_later_tasks_run(stack, monkeypatch,
+                                                                                     leave, error):
+    monkeypatch.setenv("TASKS_RETRY_BASE_S", "0")
+    declare_action(monkeypatch, "quits", lambda data: leave(), max_attempts=2)
+    task = stack.submit({"action": "quits"})
+    local = factory.current_settings().store == "sqlite"
+
+    def deliver():
+        if not local:
+            return stack.deliver()  # Lambda's handler, in the main thread
+        # The local dispatcher runs the worker in threads of its own.
+        worker = threading.Thread(target=stack.deliver)
+        worker.start()
+        worker.join(10)
+
+    deliver()
+    time.sleep(0.05)  # the zero backoff (the embedded queue's redelivery is in the same deliver)
+    deliver()
+    last = stack.task(task["id"])  # retried once, then failed: like any error of an action
+    assert last["status"] == "failed" and last["attempts"] == 2 and last["error"] == error
+    later = stack.submit({"action": "uppercase", "data": {"text": "still here"}})
+    deliver()
+    assert stack.task(later["id"])["result"] == {"output": "STILL HERE"}
+
+
+def test_a_dispatcher_thread_outlives_a_handler_that_raises_a_base_exception(client, chalice_app, monkeypatch,
+                                                                             caplog):
+    from chalicelib.worker import Worker
+
+    monkeypatch.setenv("TASKS_VISIBILITY_TIMEOUT_S", "1")  # the failed batch comes back a second later
+    real = Worker.process_batch
+    calls = []
+
+    def exits_once(self, messages):
+        calls.append(1)
+        if len(calls) == 1:
+            list(messages)
+            raise SystemExit(3)
+        return real(self, messages)
+
+    monkeypatch.setattr(Worker, "process_batch", exits_once)
+    first = submit(client, {"action": "sum", "data": {"numbers": [1]}})
+    dispatcher = build_dispatcher(chalice_app)
+    dispatcher.concurrency = 1  # one thread: if it died, nothing would be delivered
+    dispatcher.start()
+    try:
+        second = submit(client, {"action": "sum", "data": {"numbers": [2]}})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+                task_of(client, task_id)["status"] != "completed" for task_id in (first, second)):
+            time.sleep(0.05)
+    finally:
+        dispatcher.stop()
+    assert [task_of(client, task_id)["result"] for task_id in (first, second)] == [{"output": 1}, {"output": 2}]
+    assert any("SystemExit: 3" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("error, attempt, expected", [
+    (RuntimeError("down"), 1, Next.RETRY),
+    (SystemExit(2), 2, Next.RETRY),  # whatever an action raises, short of Ctrl-C, fails only its attempt
+    (RuntimeError("down"), 3, Next.GIVE_UP),
+    (ConnectionError("down"), 4, Next.GIVE_UP),
+    (ZeroDivisionError("division by zero"), 1, Next.FAIL),  # the same data would fail again
+    (ActionError("no such file"), 1, Next.FAIL),
+])
+def test_what_follows_a_failed_attempt(error, attempt, expected):
+    assert after_failure(error, attempt, RetryPolicy(max_attempts=3)) is expected

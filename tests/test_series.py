@@ -8,11 +8,16 @@ import pytest
 from chalicelib import series
 from chalicelib.local.runtime import build_dispatcher
 from tests.conftest import post_empty, post_task
+from tests.stacks import stack  # noqa: F401 (a fixture)
 
 
 def get_series(client, query=""):
     response = client.http.get(f"/stats/series{query}")
     return response.status_code, json.loads(response.body)
+
+
+def moment(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def totals(body):
@@ -67,3 +72,25 @@ def test_unknown_actions_share_one_record():
     task = Task.new("made-up-name", {}, now=datetime.now(timezone.utc))
     [(_, action)] = series.record_of(task, {"sum"})
     assert action == series.OTHER_ACTION
+
+
+def test_each_task_of_a_batch_shows_its_own_start_and_finish(stack, monkeypatch, capsys):
+    monkeypatch.setenv("TASKS_WORK_DELAY_MS", "100")
+    monkeypatch.setenv("TASKS_METRICS", "emf")
+    ids = [stack.submit({"action": "uppercase", "data": {"text": str(n)}})["id"] for n in range(5)]
+    capsys.readouterr()
+    assert stack.deliver() == 5  # one batch: claimed together, run one after another
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    emf = {line["task_id"]: line for line in printed if "_aws" in line}
+    tasks = sorted((stack.task(task_id) for task_id in ids), key=lambda task: task["started_at"])
+    for task in tasks:
+        started, finished = moment(task["started_at"]), moment(task["finished_at"])
+        # Its own 100 ms of work, not the batch's 500 ms from the claim to the outcomes' commit.
+        assert 0.1 <= finished - started < 0.3, task
+        assert emf[task["id"]]["RunTime"] == pytest.approx((finished - started) * 1000, abs=0.01)
+        assert emf[task["id"]]["QueueWait"] == pytest.approx((started - moment(task["created_at"])) * 1000, abs=0.01)
+    for before, after in zip(tasks, tasks[1:]):
+        assert moment(after["started_at"]) >= moment(before["finished_at"])
+    _, body = get_series(stack.client, "?minutes=2")
+    runs = [point["run_ms"] for point in body["points"] if point["run_ms"]]
+    assert runs and max(run["p99"] for run in runs) < 300

@@ -44,12 +44,18 @@ class Dispatcher:
             thread.join(timeout)
 
     def _run(self) -> None:
+        """One dispatching thread, until stop(). Nothing a batch raises ends it, not
+        even what is not an Exception (SystemExit from code the handler runs): a
+        thread that ended would leave its share of the queue undelivered, and
+        Python ends a thread on SystemExit without a word. Ctrl-C is the main
+        thread's, never this one's."""
         while not self._stopping.is_set():
             try:
                 if not self.deliver_one_batch():
                     self._source.wait(self._idle_poll)
-            except Exception as exc:  # keep dispatching whatever one batch did
-                logs.problem("dispatcher error", error=f"{type(exc).__name__}: {exc}")
+            except BaseException as exc:  # keep dispatching whatever one batch did
+                logs.problem("dispatcher error; a batch it held is delivered again when its lease ends",
+                             error=f"{type(exc).__name__}: {exc}", thread=threading.current_thread().name)
                 self._stopping.wait(self._idle_poll)
         self._source.flush()
 

@@ -262,15 +262,21 @@ class TaskStore(ABC):
         now: datetime,
         result: Any = None,
         error: Optional[str] = None,
+        started_at: Optional[datetime] = None,
     ) -> bool:
-        """Record the outcome of attempt number `attempt`; False when a newer
-        attempt has taken the task over or it is already final."""
+        """Record the outcome of attempt number `attempt`, finished at `now`; False
+        when a newer attempt has taken the task over or it is already final.
+
+        `started_at`, when given, replaces the claim's time in the same write: a
+        worker claims a batch's tasks together and runs them one after another,
+        so an attempt's work begins after its claim."""
         if not to.is_final:
             raise ValueError(f"{to.value} is not a final status")
+        fields = {"finished_at": now, "result": result, "error": error, "due_at": None}
+        if started_at is not None:
+            fields["started_at"] = started_at
         with self.batch():
-            done = self._move(task_id, {Status.RUNNING}, to,
-                              {"finished_at": now, "result": result, "error": error, "due_at": None},
-                              expect_attempts=attempt)
+            done = self._move(task_id, {Status.RUNNING}, to, fields, expect_attempts=attempt)
             if done is not None:
                 self._finished(done)
         return done is not None
