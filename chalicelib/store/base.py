@@ -85,7 +85,9 @@ class TaskStore(ABC):
 
     @abstractmethod
     def insert(self, task: Task) -> None:
-        """Store a new task. Raises TaskExists if its id is taken."""
+        """Store a new task. Raises TaskExists if its id is taken by another task. (A
+        store whose client retries a write whose response was lost may take the very
+        task it finds stored for its own earlier success.)"""
 
     @abstractmethod
     def get(self, task_id: str) -> Optional[Task]:

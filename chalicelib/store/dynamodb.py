@@ -27,7 +27,9 @@ dynamo_counts). Idempotency-Key records and counter items share the table under
 their own ids and carry none of the index keys. DynamoDB's TTL deletes them and
 finished tasks. Every state change is a conditional UpdateItem, so a
 redelivered message or a second worker cannot run a task twice or overwrite a
-final state. JSON fields are stored as strings: DynamoDB has no float type.
+final state; one that botocore sent again after losing its response knows its
+own result when the retry fails its condition (see dynamo_retried). JSON fields
+are stored as strings: DynamoDB has no float type.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from chalicelib.store.dynamo_counts import StatusCounts
 from chalicelib.store.dynamo_items import BATCH_GET, batch_get
 from chalicelib.store.dynamo_items import failed as _failed
 from chalicelib.store.dynamo_items import is_condition_failure as _is_condition_failure
+from chalicelib.store.dynamo_retried import current_item, is_own_put, is_own_update
 from chalicelib.store.dynamo_series import MinuteRecords
 from chalicelib.store.dynamo_shards import merged
 from chalicelib.tasks import Status, Task, from_micros, to_micros
@@ -203,11 +206,13 @@ class DynamoTaskStore(TaskStore):
             item["outcome_pk"] = {"S": f"{task.status.value}#{shard}"}
         try:
             self._client.put_item(TableName=self._table, Item=item,
-                                  ConditionExpression="attribute_not_exists(id)")
+                                  ConditionExpression="attribute_not_exists(id)",
+                                  ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if not _is_condition_failure(exc):
+                raise _failed("PutItem", exc) from exc
+            if not is_own_put(current_item(exc), item):  # else a retry of this very insert, applied
                 raise TaskExists(f"task {task.id} exists") from exc
-            raise _failed("PutItem", exc) from exc
         except BotoCoreError as exc:
             raise _failed("PutItem", exc) from exc
         self._count(None, task.status)
@@ -321,18 +326,23 @@ class DynamoTaskStore(TaskStore):
                 ConditionExpression="attribute_not_exists(id) OR #exp <= :now",
                 ExpressionAttributeNames={"#exp": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             return None
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise _failed("PutItem", exc) from exc
+            found = current_item(exc)
         except BotoCoreError as exc:
             raise _failed("PutItem", exc) from exc
-        try:
-            found = self._client.get_item(TableName=self._table, Key={"id": item_id},
-                                          ConsistentRead=True).get("Item")
-        except (BotoCoreError, ClientError) as exc:
-            raise _failed("GetItem", exc) from exc
+        if is_own_put(found, item):
+            return None  # a retry of this very write, applied
+        if found is None:  # an endpoint that does not return the item
+            try:
+                found = self._client.get_item(TableName=self._table, Key={"id": item_id},
+                                              ConsistentRead=True).get("Item")
+            except (BotoCoreError, ClientError) as exc:
+                raise _failed("GetItem", exc) from exc
         if found is None:  # removed between the two calls: try once more
             return self.remember_key(record, now)
         return KeyRecord(
@@ -414,11 +424,13 @@ class DynamoTaskStore(TaskStore):
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values,
                 # The state it was in, for the counts; the new one follows from it.
                 ReturnValues="ALL_OLD" if returning else "UPDATED_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
-                return None
-            raise _failed("UpdateItem", exc) from exc
+            if not _is_condition_failure(exc):
+                raise _failed("UpdateItem", exc) from exc
+            return self._retried_transition(current_item(exc), frm, to, expect_attempts, fields,
+                                            increment_attempts, returning)
         except BotoCoreError as exc:
             raise _failed("UpdateItem", exc) from exc
         before = Status(response["Attributes"]["status"]["S"])
@@ -428,3 +440,15 @@ class DynamoTaskStore(TaskStore):
         old = decode_item(response["Attributes"])
         return replace(old, status=to, attempts=old.attempts + (1 if increment_attempts else 0),
                        **{name: value for name, value in fields.items() if name in TASK_FIELDS})
+
+    def _retried_transition(self, found, frm, to, expect_attempts, fields, increment_attempts, returning):
+        """After a failed condition: the task as this transition left it when the item
+        shows the transition applied already (botocore retried it after losing its
+        response), counted as the lost response would have been; else None. Only a
+        transition from one status can be counted: the others' source is unknown."""
+        attempts = None if expect_attempts is None else expect_attempts + (1 if increment_attempts else 0)
+        if len(frm) != 1 or not is_own_update(found, to, attempts, fields):
+            return None
+        [before] = frm
+        self._count(before, to)
+        return decode_item(found) if returning else True
