@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
-from chalicelib import series
-from chalicelib.tasks import FINAL, Page, Status, Task, from_micros, sources_of, to_micros
+from chalicelib import logs, series
+from chalicelib.tasks import FINAL, Page, Status, Task, format_time, from_micros, sources_of, to_micros
 
 T = TypeVar("T")
 
@@ -125,8 +125,9 @@ class TaskStore(ABC):
         not in such a state."""
 
     @abstractmethod
-    def _due(self, now: datetime, limit: int) -> list:
-        """Up to `limit` tasks whose due_at is at or before `now`, earliest first."""
+    def _due(self, now: datetime, page: int) -> Iterator[Task]:
+        """Every task whose due_at is at or before `now`, earliest first, read `page`
+        at a time as the caller goes on: one that stops early reads no further."""
 
     @abstractmethod
     def remember_key(self, record: KeyRecord, now: datetime) -> Optional[KeyRecord]:
@@ -343,6 +344,13 @@ class TaskStore(ABC):
         polling pause (a backend that can tell waits up to `remaining`)."""
         time.sleep(min(pause, remaining))
 
-    def due(self, now: datetime, limit: int = 100) -> List[Task]:
-        """Tasks that are not final and have outstayed their due time."""
-        return [task for task in self._due(now, limit) if not task.status.is_final]
+    def due(self, now: datetime, page: int = 100) -> Iterator[Task]:
+        """Every task that is not final and has outstayed its due time, earliest first,
+        read `page` at a time (see _due)."""
+        for task in self._due(now, page):
+            if task.status.is_final or task.due_at is None or task.due_at > now:
+                # An index entry behind its task (DynamoDB's indexes are eventually consistent).
+                logs.note("a due entry no longer matches its task; skipped", task=task,
+                          status=task.status.value, due_at=format_time(task.due_at))
+                continue
+            yield task

@@ -301,12 +301,16 @@ class DynamoTaskStore(TaskStore):
                 return decode_item(found[task_id])
         return None
 
-    def _due(self, now: datetime, limit: int) -> list:
+    def _due(self, now: datetime, page: int) -> Iterator[Task]:
         bound = {"op": "<=", "value": {"N": str(to_micros(now))}}
-        entries = self._merged(BY_DUE, "due_pk", "due_at", "due", False, bound, page=limit)
-        chunk = [task_id for _, (_, task_id) in zip(range(limit), entries)]
-        items = self._fetch(chunk, consistent=True)
-        return [decode_item(items[task_id]) for task_id in chunk if task_id in items]
+        entries = self._merged(BY_DUE, "due_pk", "due_at", "due", False, bound, page=page)
+        while True:
+            chunk = [task_id for _, (_, task_id) in zip(range(page), entries)]
+            if not chunk:
+                return
+            # Read again, consistently: the index may be behind its items.
+            items = self._fetch(chunk, consistent=True)
+            yield from (decode_item(items[task_id]) for task_id in chunk if task_id in items)
 
     # -- Idempotency-Key records -------------------------------------------
 

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from collections import Counter
 from datetime import datetime
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 from chalicelib import series
 from chalicelib.sqlite_db import Database
@@ -246,12 +246,25 @@ class SqliteTaskStore(TaskStore):
             f"SELECT {_COLUMNS} FROM tasks WHERE status = ?{ready} ORDER BY created_at, id LIMIT 1", params)
         return _row_to_task(rows[0]) if rows else None
 
+    def _due(self, now: datetime, page: int) -> Iterator[Task]:
+        after = None
+        while True:
+            tasks = self._due_page(now, page, after)
+            yield from tasks
+            if len(tasks) < page:
+                return
+            after = (tasks[-1].due_at, tasks[-1].id)
+
     @_reaches_sqlite
-    def _due(self, now: datetime, limit: int) -> list:
+    def _due_page(self, now: datetime, limit: int, after: Optional[Tuple[datetime, str]]) -> list:
+        """Up to `limit` tasks due by `now`, in (due_at, id) order, after `after`."""
+        later, params = "", [to_micros(now)]
+        if after is not None:
+            later = " AND (due_at, id) > (?, ?)"
+            params += [to_micros(after[0]), after[1]]
         rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM tasks WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
-            (to_micros(now), limit),
-        )
+            f"SELECT {_COLUMNS} FROM tasks WHERE due_at IS NOT NULL AND due_at <= ?{later} "
+            "ORDER BY due_at, id LIMIT ?", (*params, limit))
         return [_row_to_task(row) for row in rows]
 
     @_reaches_sqlite
