@@ -38,14 +38,14 @@ import threading
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import logs
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.store.dynamo_codec import TASK_FIELDS, decode_item, encode
-from chalicelib.store.dynamo_counts import StatusCounts
+from chalicelib.store.dynamo_counts import Booking, StatusCounts, booking
 from chalicelib.store.dynamo_items import BATCH_GET, batch_get
 from chalicelib.store.dynamo_items import failed as _failed
 from chalicelib.store.dynamo_items import is_condition_failure as _is_condition_failure
@@ -124,10 +124,12 @@ class DynamoTaskStore(TaskStore):
     max_task_bytes = 380_000
     knows_oldest_queued = False  # no index holds queued tasks by age: the queue's metric has it
 
-    def __init__(self, client: Any, table_name: str, retention: timedelta = timedelta(days=30)) -> None:
+    def __init__(self, client: Any, table_name: str, retention: timedelta = timedelta(days=30),
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self._client = client
         self._table = table_name
         self._retention = retention
+        self._clock = clock  # the day counts are written to and read for
         self._counts = StatusCounts(client, table_name, retention.total_seconds() / 86_400)
         self._minutes = MinuteRecords(client, table_name)
         self._counting = threading.local()  # a batch's counter changes, added when it ends
@@ -149,12 +151,12 @@ class DynamoTaskStore(TaskStore):
                 self._counting.open = False
                 self._add_counts(self._counting.changes)
 
-    def _count(self, left: Optional[Status], entered: Optional[Status]) -> None:
+    def _count(self, left: Optional[Booking], entered: Optional[Booking]) -> None:
         changes = Counter()
         if left is not None:
-            changes[left.value] -= 1
+            changes[left] -= 1
         if entered is not None:
-            changes[entered.value] += 1
+            changes[entered] += 1
         if getattr(self._counting, "open", False):
             self._counting.changes.update(changes)
         else:
@@ -164,10 +166,10 @@ class DynamoTaskStore(TaskStore):
         # The change itself is stored: a count that cannot be added is lost (the
         # counts are approximate), and must not turn the stored change into an error.
         try:
-            self._counts.add(changes, datetime.now(timezone.utc))
+            self._counts.add(changes, self._clock())
         except StoreError as exc:
             logs.problem("counts not updated; /stats will be off by this change",
-                         error=str(exc), changes=dict(changes))
+                         error=str(exc), changes={str(booked): n for booked, n in changes.items()})
 
     def _write_minutes(self, records) -> None:
         try:
@@ -180,7 +182,7 @@ class DynamoTaskStore(TaskStore):
 
     def count_by_status(self) -> dict:
         """Approximate counts from the counter items: O(1) reads (see dynamo_counts)."""
-        return self._counts.read(datetime.now(timezone.utc))
+        return self._counts.read(self._clock())
 
     def fold_counts(self, now: datetime) -> int:
         return self._counts.fold(now)
@@ -215,7 +217,7 @@ class DynamoTaskStore(TaskStore):
                 raise TaskExists(f"task {task.id} exists") from exc
         except BotoCoreError as exc:
             raise _failed("PutItem", exc) from exc
-        self._count(None, task.status)
+        self._count(None, booking(task.status, task.finished_at))
 
     def get(self, task_id: str) -> Optional[Task]:
         try:
@@ -242,7 +244,7 @@ class DynamoTaskStore(TaskStore):
         except BotoCoreError as exc:
             raise _failed("DeleteItem", exc) from exc
         removed = decode_item(response["Attributes"])
-        self._count(removed.status, None)
+        self._count(booking(removed.status, removed.finished_at), None)
         return removed
 
     # -- listings -----------------------------------------------------------
@@ -405,7 +407,7 @@ class DynamoTaskStore(TaskStore):
         names["#exp"] = TTL_ATTRIBUTE
         if to.is_final:
             sets.append("#exp = :exp")
-            finished = fields.get("finished_at") or datetime.now(timezone.utc)
+            finished = fields.get("finished_at") or self._clock()
             values[":exp"] = {"N": str(int((finished + self._retention).timestamp()))}
         else:
             removes.append("#exp")
@@ -437,8 +439,11 @@ class DynamoTaskStore(TaskStore):
                                             increment_attempts, returning)
         except BotoCoreError as exc:
             raise _failed("UpdateItem", exc) from exc
-        before = Status(response["Attributes"]["status"]["S"])
-        self._count(before, to)
+        image = response["Attributes"]
+        before = Status(image["status"]["S"])
+        # A final task leaves the count of the day it finished on, as it entered it.
+        finished = from_micros(int(image["finished_at"]["N"])) if "finished_at" in image else None
+        self._count(booking(before, finished), booking(to, fields.get("finished_at")))
         if not returning:
             return True
         old = decode_item(response["Attributes"])
@@ -454,5 +459,7 @@ class DynamoTaskStore(TaskStore):
         if len(frm) != 1 or not is_own_update(found, to, attempts, fields):
             return None
         [before] = frm
-        self._count(before, to)
+        # Leaving a final status (an operator's retry), the day it finished on is gone
+        # with its finished_at: that -1 is booked today.
+        self._count(booking(before, None), booking(to, fields.get("finished_at")))
         return decode_item(found) if returning else True
