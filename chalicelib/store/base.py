@@ -143,8 +143,11 @@ class TaskStore(ABC):
 
     @abstractmethod
     def oldest(self, status: Status, ready_by: Optional[datetime] = None) -> Optional[Task]:
-        """The earliest created task in `status`, or None; with `ready_by`, only among
-        tasks that could start by then (a delayed task's run_at has come)."""
+        """The task in `status` that has waited longest, or None; with `ready_by`, only
+        among tasks that could start by then (a delayed task's run_at has come). A
+        queued task waits from when it could start (Task.ready_at), so a task delayed
+        a little does not hide one created after it and waiting since; the others
+        (final) are taken by creation."""
 
     @abstractmethod
     def purge_finished(self, before: datetime, limit: int) -> int:
