@@ -10,7 +10,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, Tuple, TypeVar
 
 from chalicelib import logs, series
 from chalicelib.tasks import FINAL, Page, Status, Task, format_time, from_micros, sources_of, to_micros
