@@ -20,8 +20,10 @@ class StoreContract:
     def test_duplicate_insert_is_refused(self, store):
         task = make_task()
         store.insert(task)
+        # Another request's task under the same id (two requests with one Idempotency-Key).
         with pytest.raises(TaskExists):
-            store.insert(task)
+            store.insert(Task.new("sum", {}, now=task.created_at + timedelta(microseconds=1), task_id=task.id))
+        assert store.get(task.id) == task
 
     def test_unknown_task_is_none(self, store):
         assert store.get("00000000-0000-4000-8000-000000000000") is None

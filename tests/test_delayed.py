@@ -132,3 +132,31 @@ def test_a_task_waiting_for_its_time_is_not_the_oldest_queued(client):
     stats = json.loads(client.http.get("/stats").body)
     assert stats["counts"]["queued"] == 2 and 0 <= stats["oldest_queued_age_seconds"] < 5
     assert later
+
+
+def test_every_delayed_task_falling_due_in_a_pass_is_published_by_it(stack, monkeypatch):
+    ids = [json.loads(post_task(stack.client, {"action": "sum", "data": {"numbers": [n]}, "delay_seconds": 7200})
+                      .body)["id"] for n in range(150)]
+    run_ats = [parse(stack.task(task_id)["run_at"]) for task_id in (ids[0], ids[-1])]
+    assert run_ats[1] - run_ats[0] < timedelta(seconds=30)  # all within the pass's reach
+    counts = recover_at(monkeypatch, run_ats[0] - timedelta(seconds=30))
+    assert counts["scheduled"] == 150 and counts["publish_failed"] == 0
+    assert stack.messages() == 150  # none left for a pass a minute later
+
+
+def test_a_publish_that_failed_in_one_pass_is_tried_again_by_the_next(stack, monkeypatch):
+    from chalicelib.queue import PublishError
+
+    task = stack.submit({"action": "uppercase", "data": {"text": "again"}, "delay_seconds": 7200})
+    run_at = parse(task["run_at"])
+    queue = factory.queue(factory.current_settings())
+
+    def down(task_id, run_at=None):
+        raise PublishError("queue unavailable")
+
+    monkeypatch.setattr(queue, "publish_task", down)
+    assert recover_at(monkeypatch, run_at - timedelta(seconds=30))["publish_failed"] == 1
+    monkeypatch.delattr(queue, "publish_task")  # the queue is back
+    counts = recover_at(monkeypatch, run_at + timedelta(seconds=30))  # the next pass, not 15 minutes on
+    assert counts["scheduled"] == 1 and stack.messages() == 1
+    assert stack.deliver() == 1 and stack.task(task["id"])["result"] == {"output": "AGAIN"}

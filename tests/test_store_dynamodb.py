@@ -195,3 +195,40 @@ def test_folded_days_keep_queued_and_running_and_drop_finished_counts_past_reten
     counts.fold(later)
     assert counts.read(later) == {"queued": 2, "failed": 1}
     assert counts.read(later + timedelta(days=1)) == {"queued": 2}
+
+
+def test_a_finished_task_leaves_the_counts_from_the_day_it_was_counted_on(dynamodb):
+    """Deleted or retried a day or more after it finished, a task's -1 goes with its
+    +1 out of the window: the total never dips below the tasks stored."""
+    from datetime import datetime, timedelta, timezone
+
+    from chalicelib.tasks import Task
+
+    # Today at noon: reads hide an item past its expiry by the real clock.
+    clock = [datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)]
+    store = DynamoTaskStore(dynamodb, "tasks", retention=timedelta(days=3), clock=lambda: clock[0])
+    day0 = clock[0]
+    for _ in range(3):
+        store.insert(Task.new("sum", {}, now=day0))
+    done, broken, late = (Task.new("sum", {}, now=day0) for _ in range(3))
+    for task in (done, broken, late):
+        store.insert(task)
+        store.claim(task.id, day0)
+    store.finish(done.id, 1, Status.COMPLETED, day0)
+    store.finish(broken.id, 1, Status.FAILED, day0, error="bad")
+    clock[0] = day0.replace(hour=23, minute=59, second=59) + timedelta(seconds=2)  # the batch ends after midnight
+    store.finish(late.id, 1, Status.COMPLETED, day0.replace(hour=23, minute=59, second=59))
+    clock[0] = day0 + timedelta(days=1)
+    store.delete(done.id)
+    retried = store.retry(store.get(broken.id), clock[0])
+    store.finish(broken.id, store.claim(broken.id, clock[0]).attempts, Status.COMPLETED, clock[0])
+    assert retried is not None
+    clock[0] = day0 + timedelta(days=2)
+    store.delete(late.id)
+    for days in range(2, 8):
+        clock[0] = day0 + timedelta(days=days)
+        # The retried task completed on day 1, which leaves the 3-day window on day 4.
+        expected = {"queued": 3, "completed": 1} if days < 4 else {"queued": 3}
+        assert store.count_by_status() == expected, days
+        store.fold_counts(clock[0])
+        assert store.count_by_status() == expected, days

@@ -78,3 +78,43 @@ def test_oldest_queued_task_is_found_by_its_index(store):
     assert store.oldest(Status.QUEUED).id == first.id
     store.claim(first.id, utcnow())
     assert store.oldest(Status.QUEUED).id == second.id
+
+
+def test_the_oldest_queued_task_is_the_one_ready_longest_by_its_index(store, db):
+    from datetime import timedelta
+
+    from chalicelib.tasks import Task
+
+    start = utcnow()
+    delayed = Task.new("sum", {}, now=start, run_at=start + timedelta(seconds=3))
+    waiting = Task.new("sum", {}, now=start + timedelta(seconds=0.2))
+    later = Task.new("sum", {}, now=start + timedelta(seconds=1))
+    for task in (delayed, waiting, later):
+        store.insert(task)
+    now = start + timedelta(seconds=3.5)
+    assert store.oldest(Status.QUEUED, ready_by=now).id == waiting.id  # ready 3.3 s, not 0.5 s
+    assert store.oldest(Status.QUEUED, ready_by=start + timedelta(seconds=0.5)).id == waiting.id
+    assert store.oldest(Status.QUEUED, ready_by=start + timedelta(seconds=0.1)) is None
+    store.claim(waiting.id, now)
+    assert store.oldest(Status.QUEUED, ready_by=now).id == later.id
+    store.claim(later.id, now)
+    assert store.oldest(Status.QUEUED, ready_by=now).id == delayed.id
+    plan = " ".join(row[-1] for row in db.query("EXPLAIN QUERY PLAN " + store.OLDEST_QUEUED_SQL, (0,)))
+    assert "tasks_queued_by_ready" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_stats_age_the_oldest_queued_task_from_when_it_could_start(client, monkeypatch):
+    import json
+    from datetime import timedelta
+
+    from chalicelib import service
+    from tests.conftest import post_task
+
+    start = utcnow()
+    monkeypatch.setattr(service, "utcnow", lambda: start)
+    assert post_task(client, {"action": "sum", "delay_seconds": 3}).status_code == 202
+    monkeypatch.setattr(service, "utcnow", lambda: start + timedelta(seconds=0.2))
+    assert post_task(client, {"action": "sum"}).status_code == 202
+    monkeypatch.setattr(service, "utcnow", lambda: start + timedelta(seconds=3.5))
+    stats = json.loads(client.http.get("/stats").body)
+    assert stats["counts"]["queued"] == 2 and stats["oldest_queued_age_seconds"] == 3.3

@@ -10,10 +10,10 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, Tuple, TypeVar
 
-from chalicelib import series
-from chalicelib.tasks import FINAL, Page, Status, Task, from_micros, sources_of, to_micros
+from chalicelib import logs, series
+from chalicelib.tasks import FINAL, Page, Status, Task, format_time, from_micros, sources_of, to_micros
 
 T = TypeVar("T")
 
@@ -85,7 +85,9 @@ class TaskStore(ABC):
 
     @abstractmethod
     def insert(self, task: Task) -> None:
-        """Store a new task. Raises TaskExists if its id is taken."""
+        """Store a new task. Raises TaskExists if its id is taken by another task. (A
+        store whose client retries a write whose response was lost may take the very
+        task it finds stored for its own earlier success.)"""
 
     @abstractmethod
     def get(self, task_id: str) -> Optional[Task]:
@@ -123,8 +125,9 @@ class TaskStore(ABC):
         not in such a state."""
 
     @abstractmethod
-    def _due(self, now: datetime, limit: int) -> list:
-        """Up to `limit` tasks whose due_at is at or before `now`, earliest first."""
+    def _due(self, now: datetime, page: int) -> Iterator[Task]:
+        """Every task whose due_at is at or before `now`, earliest first, read `page`
+        at a time as the caller goes on: one that stops early reads no further."""
 
     @abstractmethod
     def remember_key(self, record: KeyRecord, now: datetime) -> Optional[KeyRecord]:
@@ -140,8 +143,11 @@ class TaskStore(ABC):
 
     @abstractmethod
     def oldest(self, status: Status, ready_by: Optional[datetime] = None) -> Optional[Task]:
-        """The earliest created task in `status`, or None; with `ready_by`, only among
-        tasks that could start by then (a delayed task's run_at has come)."""
+        """The task in `status` that has waited longest, or None; with `ready_by`, only
+        among tasks that could start by then (a delayed task's run_at has come). A
+        queued task waits from when it could start (Task.ready_at), so a task delayed
+        a little does not hide one created after it and waiting since; the others
+        (final) are taken by creation."""
 
     @abstractmethod
     def purge_finished(self, before: datetime, limit: int) -> int:
@@ -358,6 +364,13 @@ class TaskStore(ABC):
         polling pause (a backend that can tell waits up to `remaining`)."""
         time.sleep(min(pause, remaining))
 
-    def due(self, now: datetime, limit: int = 100) -> List[Task]:
-        """Tasks that are not final and have outstayed their due time."""
-        return [task for task in self._due(now, limit) if not task.status.is_final]
+    def due(self, now: datetime, page: int = 100) -> Iterator[Task]:
+        """Every task that is not final and has outstayed its due time, earliest first,
+        read `page` at a time (see _due)."""
+        for task in self._due(now, page):
+            if task.status.is_final or task.due_at is None or task.due_at > now:
+                # An index entry behind its task (DynamoDB's indexes are eventually consistent).
+                logs.note("a due entry no longer matches its task; skipped", task=task,
+                          status=task.status.value, due_at=format_time(task.due_at))
+                continue
+            yield task

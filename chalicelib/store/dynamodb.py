@@ -27,7 +27,9 @@ dynamo_counts). Idempotency-Key records and counter items share the table under
 their own ids and carry none of the index keys. DynamoDB's TTL deletes them and
 finished tasks. Every state change is a conditional UpdateItem, so a
 redelivered message or a second worker cannot run a task twice or overwrite a
-final state. JSON fields are stored as strings: DynamoDB has no float type.
+final state; one that botocore sent again after losing its response knows its
+own result when the retry fails its condition (see dynamo_retried). JSON fields
+are stored as strings: DynamoDB has no float type.
 """
 from __future__ import annotations
 
@@ -36,17 +38,18 @@ import threading
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import logs
 from chalicelib.store.base import KeyRecord, StoreError, TaskExists, TaskStore
 from chalicelib.store.dynamo_codec import TASK_FIELDS, decode_item, encode
-from chalicelib.store.dynamo_counts import StatusCounts
+from chalicelib.store.dynamo_counts import Booking, StatusCounts, booking
 from chalicelib.store.dynamo_items import BATCH_GET, batch_get
 from chalicelib.store.dynamo_items import failed as _failed
 from chalicelib.store.dynamo_items import is_condition_failure as _is_condition_failure
+from chalicelib.store.dynamo_retried import current_item, is_own_put, is_own_update
 from chalicelib.store.dynamo_series import MinuteRecords
 from chalicelib.store.dynamo_shards import merged
 from chalicelib.tasks import Status, Task, from_micros, to_micros
@@ -121,10 +124,12 @@ class DynamoTaskStore(TaskStore):
     max_task_bytes = 380_000
     knows_oldest_queued = False  # no index holds queued tasks by age: the queue's metric has it
 
-    def __init__(self, client: Any, table_name: str, retention: timedelta = timedelta(days=30)) -> None:
+    def __init__(self, client: Any, table_name: str, retention: timedelta = timedelta(days=30),
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self._client = client
         self._table = table_name
         self._retention = retention
+        self._clock = clock  # the day counts are written to and read for
         self._counts = StatusCounts(client, table_name, retention.total_seconds() / 86_400)
         self._minutes = MinuteRecords(client, table_name)
         self._counting = threading.local()  # a batch's counter changes, added when it ends
@@ -146,12 +151,12 @@ class DynamoTaskStore(TaskStore):
                 self._counting.open = False
                 self._add_counts(self._counting.changes)
 
-    def _count(self, left: Optional[Status], entered: Optional[Status]) -> None:
+    def _count(self, left: Optional[Booking], entered: Optional[Booking]) -> None:
         changes = Counter()
         if left is not None:
-            changes[left.value] -= 1
+            changes[left] -= 1
         if entered is not None:
-            changes[entered.value] += 1
+            changes[entered] += 1
         if getattr(self._counting, "open", False):
             self._counting.changes.update(changes)
         else:
@@ -161,10 +166,10 @@ class DynamoTaskStore(TaskStore):
         # The change itself is stored: a count that cannot be added is lost (the
         # counts are approximate), and must not turn the stored change into an error.
         try:
-            self._counts.add(changes, datetime.now(timezone.utc))
+            self._counts.add(changes, self._clock())
         except StoreError as exc:
             logs.problem("counts not updated; /stats will be off by this change",
-                         error=str(exc), changes=dict(changes))
+                         error=str(exc), changes={str(booked): n for booked, n in changes.items()})
 
     def _write_minutes(self, records) -> None:
         try:
@@ -177,7 +182,7 @@ class DynamoTaskStore(TaskStore):
 
     def count_by_status(self) -> dict:
         """Approximate counts from the counter items: O(1) reads (see dynamo_counts)."""
-        return self._counts.read(datetime.now(timezone.utc))
+        return self._counts.read(self._clock())
 
     def fold_counts(self, now: datetime) -> int:
         return self._counts.fold(now)
@@ -203,14 +208,16 @@ class DynamoTaskStore(TaskStore):
             item["outcome_pk"] = {"S": f"{task.status.value}#{shard}"}
         try:
             self._client.put_item(TableName=self._table, Item=item,
-                                  ConditionExpression="attribute_not_exists(id)")
+                                  ConditionExpression="attribute_not_exists(id)",
+                                  ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if not _is_condition_failure(exc):
+                raise _failed("PutItem", exc) from exc
+            if not is_own_put(current_item(exc), item):  # else a retry of this very insert, applied
                 raise TaskExists(f"task {task.id} exists") from exc
-            raise _failed("PutItem", exc) from exc
         except BotoCoreError as exc:
             raise _failed("PutItem", exc) from exc
-        self._count(None, task.status)
+        self._count(None, booking(task.status, task.finished_at))
 
     def get(self, task_id: str) -> Optional[Task]:
         try:
@@ -237,7 +244,7 @@ class DynamoTaskStore(TaskStore):
         except BotoCoreError as exc:
             raise _failed("DeleteItem", exc) from exc
         removed = decode_item(response["Attributes"])
-        self._count(removed.status, None)
+        self._count(booking(removed.status, removed.finished_at), None)
         return removed
 
     # -- listings -----------------------------------------------------------
@@ -296,12 +303,16 @@ class DynamoTaskStore(TaskStore):
                 return decode_item(found[task_id])
         return None
 
-    def _due(self, now: datetime, limit: int) -> list:
+    def _due(self, now: datetime, page: int) -> Iterator[Task]:
         bound = {"op": "<=", "value": {"N": str(to_micros(now))}}
-        entries = self._merged(BY_DUE, "due_pk", "due_at", "due", False, bound, page=limit)
-        chunk = [task_id for _, (_, task_id) in zip(range(limit), entries)]
-        items = self._fetch(chunk, consistent=True)
-        return [decode_item(items[task_id]) for task_id in chunk if task_id in items]
+        entries = self._merged(BY_DUE, "due_pk", "due_at", "due", False, bound, page=page)
+        while True:
+            chunk = [task_id for _, (_, task_id) in zip(range(page), entries)]
+            if not chunk:
+                return
+            # Read again, consistently: the index may be behind its items.
+            items = self._fetch(chunk, consistent=True)
+            yield from (decode_item(items[task_id]) for task_id in chunk if task_id in items)
 
     # -- Idempotency-Key records -------------------------------------------
 
@@ -321,18 +332,23 @@ class DynamoTaskStore(TaskStore):
                 ConditionExpression="attribute_not_exists(id) OR #exp <= :now",
                 ExpressionAttributeNames={"#exp": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             return None
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise _failed("PutItem", exc) from exc
+            found = current_item(exc)
         except BotoCoreError as exc:
             raise _failed("PutItem", exc) from exc
-        try:
-            found = self._client.get_item(TableName=self._table, Key={"id": item_id},
-                                          ConsistentRead=True).get("Item")
-        except (BotoCoreError, ClientError) as exc:
-            raise _failed("GetItem", exc) from exc
+        if is_own_put(found, item):
+            return None  # a retry of this very write, applied
+        if found is None:  # an endpoint that does not return the item
+            try:
+                found = self._client.get_item(TableName=self._table, Key={"id": item_id},
+                                              ConsistentRead=True).get("Item")
+            except (BotoCoreError, ClientError) as exc:
+                raise _failed("GetItem", exc) from exc
         if found is None:  # removed between the two calls: try once more
             return self.remember_key(record, now)
         return KeyRecord(
@@ -391,7 +407,7 @@ class DynamoTaskStore(TaskStore):
         names["#exp"] = TTL_ATTRIBUTE
         if to.is_final:
             sets.append("#exp = :exp")
-            finished = fields.get("finished_at") or datetime.now(timezone.utc)
+            finished = fields.get("finished_at") or self._clock()
             values[":exp"] = {"N": str(int((finished + self._retention).timestamp()))}
         else:
             removes.append("#exp")
@@ -414,17 +430,36 @@ class DynamoTaskStore(TaskStore):
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values,
                 # The state it was in, for the counts; the new one follows from it.
                 ReturnValues="ALL_OLD" if returning else "UPDATED_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
-                return None
-            raise _failed("UpdateItem", exc) from exc
+            if not _is_condition_failure(exc):
+                raise _failed("UpdateItem", exc) from exc
+            return self._retried_transition(current_item(exc), frm, to, expect_attempts, fields,
+                                            increment_attempts, returning)
         except BotoCoreError as exc:
             raise _failed("UpdateItem", exc) from exc
-        before = Status(response["Attributes"]["status"]["S"])
-        self._count(before, to)
+        image = response["Attributes"]
+        before = Status(image["status"]["S"])
+        # A final task leaves the count of the day it finished on, as it entered it.
+        finished = from_micros(int(image["finished_at"]["N"])) if "finished_at" in image else None
+        self._count(booking(before, finished), booking(to, fields.get("finished_at")))
         if not returning:
             return True
         old = decode_item(response["Attributes"])
         return replace(old, status=to, attempts=old.attempts + (1 if increment_attempts else 0),
                        **{name: value for name, value in fields.items() if name in TASK_FIELDS})
+
+    def _retried_transition(self, found, frm, to, expect_attempts, fields, increment_attempts, returning):
+        """After a failed condition: the task as this transition left it when the item
+        shows the transition applied already (botocore retried it after losing its
+        response), counted as the lost response would have been; else None. Only a
+        transition from one status can be counted: the others' source is unknown."""
+        attempts = None if expect_attempts is None else expect_attempts + (1 if increment_attempts else 0)
+        if len(frm) != 1 or not is_own_update(found, to, attempts, fields):
+            return None
+        [before] = frm
+        # Leaving a final status (an operator's retry), the day it finished on is gone
+        # with its finished_at: that -1 is booked today.
+        self._count(booking(before, None), booking(to, fields.get("finished_at")))
+        return decode_item(found) if returning else True
