@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping, Optional
 
+from chalicelib import numbers
 from chalicelib.store.base import decode_cursor
 from chalicelib.tasks import Status, utcnow
 
@@ -188,7 +189,8 @@ def _rfc3339(text) -> datetime:
             tzinfo=timezone.utc)
 
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+# re.ASCII: \d is 0-9 only, not every script's digits.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def parse_no_input(raw_body: bytes) -> None:
@@ -226,10 +228,10 @@ def parse_list_query(params: Optional[Mapping[str, str]]) -> ListQuery:
     limit = DEFAULT_LIMIT
     if raw_limit is not None:
         try:
-            limit = int(raw_limit)
+            limit = numbers.whole(raw_limit)
         except ValueError:
             limit = 0
-        if not 1 <= limit <= MAX_LIMIT or not raw_limit.strip().isdigit():
+        if not 1 <= limit <= MAX_LIMIT:
             raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw_limit!r}")
     cursor = params.get("cursor")
     if cursor is not None:
@@ -251,10 +253,10 @@ def parse_wait(params: Optional[Mapping[str, str]]) -> Optional[float]:
     if raw is None:
         return None
     try:
-        seconds = float(raw)
+        seconds = numbers.decimal(raw)
     except ValueError:
         seconds = -1.0
-    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # NaN fails this too
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
         raise InvalidInput(f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}; got {raw!r}")
     return seconds
 
@@ -271,11 +273,15 @@ def parse_series_query(params: Optional[Mapping[str, str]], actions: Iterable[st
 
     params = params or {}
     raw = params.get("minutes", "60")
-    if not raw.isdigit() or not 1 <= int(raw) <= series.MAX_MINUTES:
+    try:
+        minutes = numbers.whole(raw)
+    except ValueError:
+        minutes = 0
+    if not 1 <= minutes <= series.MAX_MINUTES:
         raise InvalidInput(f"minutes must be a whole number from 1 to {series.MAX_MINUTES}; got {raw!r}")
     action = params.get("action")
     allowed = sorted(actions) + [series.OTHER_ACTION]
     if action is not None and action not in allowed:
         raise InvalidInput(f"action must be one of {', '.join(allowed)} (other: every action not listed); "
                            f"got {action!r}")
-    return SeriesQuery(int(raw), action)
+    return SeriesQuery(minutes, action)
