@@ -134,6 +134,7 @@ def catalog(settings: Optional[Settings] = None):
     settings = settings or current_settings()
     built = Catalog(actions.ACTIONS, retry_policy(settings), reject_unknown=settings.unknown_actions == "reject")
     built.check_receive_count(settings.max_receive_count)
+    built.compile_schemas()
     return built
 
 
