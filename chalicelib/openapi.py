@@ -99,12 +99,15 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                         _JSON: {"schema": {"$ref": "#/components/schemas/NewTask"}}}},
                     "responses": {
                         "202": {**_ok("Accepted and queued", "Accepted", _LOCATION), "links": _TASK_LINKS},
-                        "400": _problem(f"Invalid JSON, action or data (data that does not match its action's "
+                        "400": _problem(f"A request this document rules out: invalid JSON, action or data "
+                                        f"(data that does not match its action's "
                                         f"schema names the field in `pointer`), data nested over {MAX_DEPTH} "
                                         "levels, or text with a lone surrogate"),
                         "413": _problem("Body over the size limit"),
                         "415": _NOT_JSON,
-                        "422": _problem("Idempotency-Key reused with a different body"),
+                        "422": _problem("A request this document allows that cannot be done: a run_at more "
+                                        "than a year ahead (the bound moves with the clock, so no schema "
+                                        "states it), or an Idempotency-Key reused with a different body"),
                         "503": _UNAVAILABLE,
                     },
                 },

@@ -29,7 +29,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class InvalidInput(ValueError):
-    """Input a client sent that the service cannot accept; the message says what to fix."""
+    """Input a client sent that the service cannot accept; the message says what to fix.
+
+    400 for input the OpenAPI document rules out; 422 for a well-formed request, one
+    the document allows, that cannot be done (a run_at the clock puts too far ahead).
+    """
 
     def __init__(self, message: str, status: int = 400, pointer: Optional[str] = None) -> None:
         super().__init__(message)
@@ -168,8 +172,9 @@ def _schedule(body: dict) -> dict:
         return {}
     moment = _rfc3339(run_at)
     if moment - utcnow() > timedelta(seconds=MAX_DELAY_SECONDS):
+        # A 422, not a 400: the document allows any date-time, and the bound moves with the clock.
         raise InvalidInput(f"run_at {run_at} is more than a year ahead; schedule it within "
-                           f"{MAX_DELAY_SECONDS} seconds", pointer="/run_at")
+                           f"{MAX_DELAY_SECONDS} seconds", status=422, pointer="/run_at")
     return {"run_at": moment}
 
 
