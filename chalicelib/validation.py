@@ -80,21 +80,21 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def media_type_problem(method: str, headers: Mapping[str, str]) -> Optional[str]:
+def media_type_problem(method: str, headers: Mapping[str, str], has_body: bool) -> Optional[str]:
     """Why a request that may change state cannot be taken as JSON, or None.
 
     Only `application/json` itself (with parameters such as charset) is JSON here:
-    a browser sends `text/plain;application/json`, or a form's type, from any web
-    page without asking first, and Chalice's own check finds `application/json`
-    inside such a header. A POST must say it sends JSON even without a body, since
-    a browser's bodiless cross-site POST carries no type at all. A DELETE cannot
-    cross sites without the browser asking first; it needs a type only with a body.
+    Chalice's own check finds `application/json` inside `text/plain;application/json`,
+    a type a web page can make a browser send. A request without a body needs no
+    type (`curl -X POST .../cancel`); one with a body must say it is JSON. Requests
+    that other sites' pages make a browser send are refused before this, by their
+    Origin (see same_origin.py).
     """
     if method.upper() in SAFE_METHODS:
         return None
     content_type = headers.get("content-type")
     if content_type is None:
-        if method.upper() == "POST" or (headers.get("content-length") or "0").strip() != "0":
+        if has_body:
             return "Content-Type is missing: send the body as JSON with Content-Type: application/json"
         return None
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -199,9 +199,9 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]
 
 
 def parse_no_input(raw_body: bytes) -> None:
-    """The body of an operation that takes no input: an empty JSON object, `{}`."""
-    if len(raw_body) > 64 or _json_value(raw_body) != {}:
-        raise InvalidInput("this operation takes no input: send {} as the body")
+    """The body of an operation that takes no input: none at all, or an empty JSON object, `{}`."""
+    if raw_body and (len(raw_body) > 64 or _json_value(raw_body) != {}):
+        raise InvalidInput("this operation takes no input: send no body, or {}")
 
 
 MAX_KEY_LENGTH = 255
