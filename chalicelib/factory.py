@@ -113,11 +113,14 @@ def service(settings: Optional[Settings] = None) -> TaskService:
 
 @functools.lru_cache(maxsize=None)
 def _service(settings: Settings) -> TaskService:
+    from chalicelib.waiting import Waiters
+
     tasks = store(settings)
     return TaskService(tasks, queue(settings), catalog(settings),
                        stale_after_seconds=settings.stale_after_seconds,
                        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-                       max_body_bytes=min(settings.max_body_bytes, tasks.max_body_bytes or settings.max_body_bytes))
+                       max_body_bytes=min(settings.max_body_bytes, tasks.max_body_bytes or settings.max_body_bytes),
+                       waiters=Waiters.on(tasks, settings.max_waiters))
 
 
 def retry_policy(settings: Settings):

@@ -31,6 +31,9 @@ def _ok(description: str, schema: str, status_headers: dict = None) -> dict:
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait before trying again"}}
 _UNAVAILABLE = {**_problem("The store or the queue cannot be reached just now; try again"),
                 "headers": _RETRY_AFTER}
+_WAIT_UNAVAILABLE = {**_problem(
+    "The store cannot be reached just now; or, with ?wait, TASKS_MAX_WAITERS reads already wait in this "
+    "process (Retry-After: 1): read without ?wait, or try again"), "headers": _RETRY_AFTER}
 _NOT_JSON = _problem("A body sent as another type than Content-Type: application/json")
 _CROSS_SITE = _problem("Sent by a browser from a page on another origin (an Origin that is not this server's, "
                        "or Sec-Fetch-Site: cross-site): no other site's page may change tasks")
@@ -150,7 +153,7 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                                        "the answer is the task as it then is",
                     }],
                     "responses": {"200": _ok("The task", "Task"), "400": _problem("wait out of range"),
-                                  "404": _problem("No such task"), "503": _UNAVAILABLE},
+                                  "404": _problem("No such task"), "503": _WAIT_UNAVAILABLE},
                 },
                 "delete": {
                     "operationId": "deleteTask",

@@ -50,6 +50,7 @@ class Settings:
     retention_days: float = 30.0
     metrics: Optional[str] = None  # "emf" or "off"; None: EMF inside Lambda only
     unknown_actions: str = "accept"  # or "reject": a 400 listing the known actions
+    max_waiters: int = 100  # GET /tasks/{id}?wait reads waiting at once in one process; past it, a 503
 
     @property
     def queue_file(self) -> str:
@@ -83,6 +84,7 @@ _VARIABLES = {
     "TASKS_RETENTION_DAYS": ("retention_days", decimal),
     "TASKS_METRICS": ("metrics", str.lower),
     "TASKS_UNKNOWN_ACTIONS": ("unknown_actions", str.lower),
+    "TASKS_MAX_WAITERS": ("max_waiters", whole),
     "TASKS_ALLOWED_HOSTS": ("allowed_hosts", lambda v: tuple(h.strip() for h in v.split(",") if h.strip())),
 }
 
@@ -131,6 +133,7 @@ def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:
         ("TASKS_RETRY_MAX_S", "retry_max_seconds", 0),
         ("TASKS_STALE_AFTER_S", "stale_after_seconds", 1),
         ("TASKS_IDEMPOTENCY_TTL_S", "idempotency_ttl_seconds", 86_400),
+        ("TASKS_MAX_WAITERS", "max_waiters", 1),
     ):
         value = getattr(settings, name)
         if value is not None and value < low:
