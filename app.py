@@ -1,6 +1,6 @@
 from chalice import Chalice, NotFoundError, Rate, Response
 
-from chalicelib import actions, cli, correlation, dashboard, factory, http_errors, openapi
+from chalicelib import actions, cli, correlation, dashboard, factory, http_errors, openapi, same_origin
 from chalicelib.dead_letters import DeadLetter
 from chalicelib.local import runtime
 from chalicelib.validation import (media_type_problem, parse_idempotency_key, parse_list_query,
@@ -20,15 +20,24 @@ def http_edges(event, get_response):
     request_id = correlation.request_id_of(event.context, event.headers)
     token = correlation.current.set(request_id)
     try:
-        # Only where the route takes the method: any other method is Chalice's 405.
-        routed = event.method in app.routes.get(event.path, {})
-        problem = media_type_problem(event.method, event.headers) if routed else None
-        response = http_errors.problem(415, problem) if problem else http_errors.as_problem(get_response(event))
+        response = refusal(event) or http_errors.as_problem(get_response(event))
     finally:
         correlation.current.reset(token)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers[correlation.HEADER] = request_id
     return response
+
+
+def refusal(event):
+    """A state change sent from another site's page (403), or a body that is not JSON
+    (415); only where the route takes the method: any other method is Chalice's 405."""
+    if event.method not in app.routes.get(event.path, {}):
+        return None
+    problem = same_origin.cross_site_problem(event.method, event.headers)
+    if problem:
+        return http_errors.problem(403, problem)
+    problem = media_type_problem(event.method, event.headers, bool(event.raw_body))
+    return http_errors.problem(415, problem) if problem else None
 
 
 def accepted(task, replayed=False):

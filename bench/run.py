@@ -23,7 +23,8 @@ REPORT = ROOT / "docs" / "benchmarks.md"
 
 
 def collect(quick: bool) -> dict:
-    from bench import capacity, cold_start, cost, drain, latency, listing, sqlite_limit, submit, validation
+    from bench import (capacity, cold_start, cost, drain, latency, listing, sqlite_limit, submit, validation,
+                       waiting)
 
     n = 300 if quick else 2000
     figures: dict = {"machine": machine(), "quick": quick,
@@ -52,6 +53,8 @@ def collect(quick: bool) -> dict:
         "huey_2_workers_no_fsync": drain.huey(drain_tasks, 2, fsync=False),
         "b10_c2_normal": drain.embedded(drain_tasks, 10, 2, "NORMAL"),
     })
+    figures["drain_with_waiting_reads"] = step("drain with parked ?wait reads", lambda: waiting.measure(
+        100 if quick else 200))
     figures["latency_post_to_completed"] = step("end-to-end latency", lambda: latency.post_to_completed(
         20 if quick else 50, 5 if quick else 10))
     sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
@@ -108,6 +111,7 @@ def table(f: dict) -> list:
         rows.append((f"Drain, {label}, NORMAL, tasks/s", _fmt(d[key]),
                      f"Huey without fsync (synchronous OFF, less durable) {_fmt(loose)}: {d[key] / loose:.2f}x",
                      "not the same durability"))
+    rows += waiting_rows(f)
     lat = f["latency_post_to_completed"]
     rows.append((f"POST → completed at {lat['rate_per_second']:.0f}/s, p50 / p95 / p99",
                  f"{_fmt(lat['p50_ms'])} / {_fmt(lat['p95_ms'])} / {_fmt(lat['p99_ms'])} ms",
@@ -164,6 +168,18 @@ def validation_rows(f: dict) -> list:
          f"importing app.py {_fmt(cold['import_app_ms'])} ms: "
          f"+{cold['first_checks_ms'] / cold['import_app_ms']:.0%}", ""),
     ]
+
+
+def waiting_rows(f: dict) -> list:
+    if "drain_with_waiting_reads" not in f:
+        return []
+    w = f["drain_with_waiting_reads"]
+    none, fifty, many, parked = (w[key]["tasks_per_s"] for key in ("0", "50", "200", "200_all_parked"))
+    return [("Drain with 0 / 50 / 200 parked GET ?wait=20 reads, seed settings, tasks/s",
+             f"{_fmt(none)} / {_fmt(fifty)} / {_fmt(many)} ({w['200']['refused']} of the 200 refused: "
+             "TASKS_MAX_WAITERS)",
+             f"200 all parked (TASKS_MAX_WAITERS=200): {_fmt(parked)}, {parked / none:.2f}x none",
+             _verdict(min(fifty, many, parked) / none >= 0.5, "flat (≥ 0.5x none)"))]
 
 
 def capacity_rows(f: dict) -> list:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from chalicelib.actions import Action, DataMismatch
+from chalicelib.actions import Action, DataMismatch, SchemaError
 from chalicelib.retry import RetryPolicy
 from chalicelib.settings import ConfigurationError
 from chalicelib.validation import InvalidInput, NewTask
@@ -47,6 +47,17 @@ class Catalog:
                     f"action {name} declares max_attempts={attempts}, which must be less than "
                     f"TASKS_MAX_RECEIVE_COUNT ({max_receive_count}); raise TASKS_MAX_RECEIVE_COUNT (and the "
                     "queue's maxReceiveCount) or lower max_attempts")
+
+    def compile_schemas(self) -> None:
+        """Compile every declared schema now, raising ConfigurationError for one that
+        cannot be: the service then refuses to start (`chalice local`), or fails its
+        first request with the sentence in the log (Lambda), rather than answering
+        every submit of that action with a 500."""
+        for name in sorted(self._actions):
+            try:
+                self._actions[name].compile()
+            except SchemaError as exc:
+                raise ConfigurationError(str(exc)) from None
 
     def describe(self) -> dict:
         """GET /actions: each action's schema and the limits that apply to it."""

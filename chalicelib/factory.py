@@ -113,11 +113,14 @@ def service(settings: Optional[Settings] = None) -> TaskService:
 
 @functools.lru_cache(maxsize=None)
 def _service(settings: Settings) -> TaskService:
+    from chalicelib.waiting import Waiters
+
     tasks = store(settings)
     return TaskService(tasks, queue(settings), catalog(settings),
                        stale_after_seconds=settings.stale_after_seconds,
                        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-                       max_body_bytes=min(settings.max_body_bytes, tasks.max_body_bytes or settings.max_body_bytes))
+                       max_body_bytes=min(settings.max_body_bytes, tasks.max_body_bytes or settings.max_body_bytes),
+                       waiters=Waiters.on(tasks, settings.max_waiters))
 
 
 def retry_policy(settings: Settings):
@@ -128,10 +131,12 @@ def retry_policy(settings: Settings):
 
 def catalog(settings: Optional[Settings] = None):
     """The declared actions with the limits these settings put under them; raises
-    ConfigurationError when an action's attempts do not fit the queue's receive count."""
+    ConfigurationError when an action's attempts do not fit the queue's receive count,
+    or fastjsonschema cannot compile its schema."""
     settings = settings or current_settings()
     built = _catalog(settings)
     built.check_receive_count(settings.max_receive_count)
+    built.compile_schemas()
     return built
 
 

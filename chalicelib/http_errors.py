@@ -52,6 +52,8 @@ def as_problem(response: Response) -> Response:
 
 
 RETRY_AFTER_SECONDS = 5
+# A waiting read's place frees as soon as its task is final or its wait ends.
+WAITERS_RETRY_AFTER_SECONDS = 1
 
 
 def translated(view):
@@ -61,6 +63,7 @@ def translated(view):
     from chalicelib.service import KeyReused, QueueUnavailable, TaskNotFound, WrongState
     from chalicelib.store import InvalidCursor, StoreError
     from chalicelib.validation import InvalidInput
+    from chalicelib.waiting import TooManyWaiters
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -76,6 +79,8 @@ def translated(view):
             return problem(409, str(exc))
         except KeyReused as exc:
             return problem(422, str(exc))
+        except TooManyWaiters as exc:
+            return problem(503, str(exc), {"Retry-After": str(WAITERS_RETRY_AFTER_SECONDS)})
         except QueueUnavailable as exc:
             return problem(503, str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)})
         except StoreError as exc:

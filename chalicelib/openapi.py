@@ -31,10 +31,15 @@ def _ok(description: str, schema: str, status_headers: dict = None) -> dict:
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait before trying again"}}
 _UNAVAILABLE = {**_problem("The store or the queue cannot be reached just now; try again"),
                 "headers": _RETRY_AFTER}
-_NOT_JSON = _problem("The request is not sent as Content-Type: application/json")
-# Operations that take no input still take a JSON object, so that no web page can
-# send them from a browser without its asking first (see validation.media_type_problem).
-_NO_INPUT = {"required": True, "content": {_JSON: {
+_WAIT_UNAVAILABLE = {**_problem(
+    "The store cannot be reached just now; or, with ?wait, TASKS_MAX_WAITERS reads already wait in this "
+    "process (Retry-After: 1): read without ?wait, or try again"), "headers": _RETRY_AFTER}
+_NOT_JSON = _problem("A body sent as another type than Content-Type: application/json")
+_CROSS_SITE = _problem("Sent by a browser from a page on another origin (an Origin that is not this server's, "
+                       "or Sec-Fetch-Site: cross-site): no other site's page may change tasks")
+# Operations that take no input: no body at all (`curl -X POST`), or an empty object.
+# Other sites' pages are kept out by their Origin (see same_origin.py), not by the body.
+_NO_INPUT = {"required": False, "content": {_JSON: {
     "schema": {"type": "object", "maxProperties": 0}, "examples": {"empty": {"value": {}}}}}}
 _TASK_ID = {"name": "task_id", "in": "path", "required": True,
             "schema": {"type": "string"}, "description": "The task's id (a UUID)"}
@@ -99,12 +104,16 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                         _JSON: {"schema": {"$ref": "#/components/schemas/NewTask"}}}},
                     "responses": {
                         "202": {**_ok("Accepted and queued", "Accepted", _LOCATION), "links": _TASK_LINKS},
-                        "400": _problem(f"Invalid JSON, action or data (data that does not match its action's "
+                        "400": _problem(f"A request this document rules out: invalid JSON, action or data "
+                                        f"(data that does not match its action's "
                                         f"schema names the field in `pointer`), data nested over {MAX_DEPTH} "
                                         "levels, or text with a lone surrogate"),
+                        "403": _CROSS_SITE,
                         "413": _problem("Body over the size limit"),
                         "415": _NOT_JSON,
-                        "422": _problem("Idempotency-Key reused with a different body"),
+                        "422": _problem("A request this document allows that cannot be done: a run_at more "
+                                        "than a year ahead (the bound moves with the clock, so no schema "
+                                        "states it), or an Idempotency-Key reused with a different body"),
                         "503": _UNAVAILABLE,
                     },
                 },
@@ -144,13 +153,14 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                                        "the answer is the task as it then is",
                     }],
                     "responses": {"200": _ok("The task", "Task"), "400": _problem("wait out of range"),
-                                  "404": _problem("No such task"), "503": _UNAVAILABLE},
+                                  "404": _problem("No such task"), "503": _WAIT_UNAVAILABLE},
                 },
                 "delete": {
                     "operationId": "deleteTask",
                     "summary": "Delete a completed, failed or cancelled task, and its Idempotency-Key",
                     "responses": {
                         "204": {"description": "Deleted: reads answer 404 and lists leave it out"},
+                        "403": _CROSS_SITE,
                         "404": _problem("No such task"),
                         "409": _problem("The task is queued or running"),
                         "415": _NOT_JSON,
@@ -166,7 +176,8 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                     "requestBody": _NO_INPUT,
                     "responses": {
                         "200": _ok("The cancelled task", "Task"),
-                        "400": _problem("The body is not {}"),
+                        "400": _problem("A body that is not {}"),
+                        "403": _CROSS_SITE,
                         "404": _problem("No such task"),
                         "409": _problem("The task is running or final"),
                         "415": _NOT_JSON,
@@ -182,7 +193,8 @@ def _document(declared: dict, reject_unknown: bool) -> dict:
                     "requestBody": _NO_INPUT,
                     "responses": {
                         "202": _ok("Queued again", "Accepted", _LOCATION),
-                        "400": _problem("The body is not {}"),
+                        "400": _problem("A body that is not {}"),
+                        "403": _CROSS_SITE,
                         "404": _problem("No such task"),
                         "409": _problem("The task is not failed"),
                         "415": _NOT_JSON,

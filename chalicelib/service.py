@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Optional, Tuple
 
-from chalicelib import logs, series
+from chalicelib import logs, series, waiting
 from chalicelib.catalog import Catalog
 from chalicelib.queue import PublishError, TaskQueue
 from chalicelib.queue.base import MAX_MESSAGE_DELAY_SECONDS
@@ -50,10 +50,12 @@ def fingerprint(new: NewTask) -> str:
 
 class TaskService:
     def __init__(self, store: TaskStore, queue: TaskQueue, catalog: Catalog, stale_after_seconds: float = 900.0,
-                 idempotency_ttl_seconds: float = 86_400.0, max_body_bytes: int = 256 * 1024) -> None:
+                 idempotency_ttl_seconds: float = 86_400.0, max_body_bytes: int = 256 * 1024,
+                 waiters: Optional[waiting.Waiters] = None) -> None:
         self.max_body_bytes = max_body_bytes  # the largest submit body this service can store
         self.catalog = catalog
         self._store = store
+        self._waiters = waiting.Waiters.on(store) if waiters is None else waiters
         self._queue = queue
         self._stale_after = timedelta(seconds=stale_after_seconds)
         self._key_ttl = timedelta(seconds=idempotency_ttl_seconds)
@@ -153,7 +155,8 @@ class TaskService:
         return held.task_id, self._store.get(held.task_id)
 
     def get(self, task_id: str, wait_seconds: Optional[float] = None) -> Optional[Task]:
-        """The task; with `wait_seconds`, as soon as it is final or once they have passed."""
+        """The task; with `wait_seconds`, as soon as it is final or once they have passed
+        (TooManyWaiters when the process has as many reads waiting as it allows)."""
         try:
             canonical = str(uuid.UUID(task_id))
         except ValueError:
@@ -161,7 +164,7 @@ class TaskService:
         if canonical != task_id.lower():
             return None
         if wait_seconds:
-            return self._store.wait_final(canonical, wait_seconds)
+            return waiting.wait_final(self._store, self._waiters, canonical, wait_seconds)
         return self._store.get(canonical)
 
     def _existing(self, task_id: str) -> Task:

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from chalicelib.numbers import decimal, whole
+
 STORES = ("sqlite", "dynamodb")
 QUEUES = ("embedded", "sqs")
 
@@ -48,6 +50,7 @@ class Settings:
     retention_days: float = 30.0
     metrics: Optional[str] = None  # "emf" or "off"; None: EMF inside Lambda only
     unknown_actions: str = "accept"  # or "reject": a 400 listing the known actions
+    max_waiters: int = 100  # GET /tasks/{id}?wait reads waiting at once in one process; past it, a 503
 
     @property
     def queue_file(self) -> str:
@@ -57,7 +60,7 @@ class Settings:
 
 
 _VARIABLES = {
-    # variable: (field, parser)
+    # variable: (field, parser); numbers in ASCII digits, as everywhere (chalicelib/numbers.py)
     "TASKS_STORE": ("store", str),
     "TASKS_QUEUE": ("queue", str),
     "TASKS_DB_PATH": ("db_path", str),
@@ -66,21 +69,22 @@ _VARIABLES = {
     "TASKS_QUEUE_URL": ("queue_url", str),
     "TASKS_QUEUE_NAME": ("queue_name", str),
     "TASKS_TABLE_NAME": ("table_name", str),
-    "TASKS_WORK_DELAY_MS": ("work_delay_ms", float),
-    "TASKS_MAX_BODY_BYTES": ("max_body_bytes", int),
-    "TASKS_VISIBILITY_TIMEOUT_S": ("visibility_timeout_seconds", float),
-    "TASKS_MAX_RECEIVE_COUNT": ("max_receive_count", int),
+    "TASKS_WORK_DELAY_MS": ("work_delay_ms", decimal),
+    "TASKS_MAX_BODY_BYTES": ("max_body_bytes", whole),
+    "TASKS_VISIBILITY_TIMEOUT_S": ("visibility_timeout_seconds", decimal),
+    "TASKS_MAX_RECEIVE_COUNT": ("max_receive_count", whole),
     "TASKS_LOCAL_DISPATCHER": ("dispatcher_enabled", lambda v: v.lower() in ("1", "true", "yes", "on")),
     "TASKS_DLQ_URL": ("dead_letter_queue_url", str),
-    "TASKS_MAX_ATTEMPTS": ("max_attempts", int),
-    "TASKS_RETRY_BASE_S": ("retry_base_seconds", float),
-    "TASKS_RETRY_MAX_S": ("retry_max_seconds", float),
-    "TASKS_STALE_AFTER_S": ("stale_after_seconds", float),
-    "TASKS_RECOVERY_INTERVAL_S": ("recovery_interval_seconds", float),
-    "TASKS_IDEMPOTENCY_TTL_S": ("idempotency_ttl_seconds", float),
-    "TASKS_RETENTION_DAYS": ("retention_days", float),
+    "TASKS_MAX_ATTEMPTS": ("max_attempts", whole),
+    "TASKS_RETRY_BASE_S": ("retry_base_seconds", decimal),
+    "TASKS_RETRY_MAX_S": ("retry_max_seconds", decimal),
+    "TASKS_STALE_AFTER_S": ("stale_after_seconds", decimal),
+    "TASKS_RECOVERY_INTERVAL_S": ("recovery_interval_seconds", decimal),
+    "TASKS_IDEMPOTENCY_TTL_S": ("idempotency_ttl_seconds", decimal),
+    "TASKS_RETENTION_DAYS": ("retention_days", decimal),
     "TASKS_METRICS": ("metrics", str.lower),
     "TASKS_UNKNOWN_ACTIONS": ("unknown_actions", str.lower),
+    "TASKS_MAX_WAITERS": ("max_waiters", whole),
     "TASKS_ALLOWED_HOSTS": ("allowed_hosts", lambda v: tuple(h.strip() for h in v.split(",") if h.strip())),
 }
 
@@ -129,6 +133,7 @@ def from_environ(environ: Optional[Mapping[str, str]] = None) -> Settings:
         ("TASKS_RETRY_MAX_S", "retry_max_seconds", 0),
         ("TASKS_STALE_AFTER_S", "stale_after_seconds", 1),
         ("TASKS_IDEMPOTENCY_TTL_S", "idempotency_ttl_seconds", 86_400),
+        ("TASKS_MAX_WAITERS", "max_waiters", 1),
     ):
         value = getattr(settings, name)
         if value is not None and value < low:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping, Optional
 
+from chalicelib import numbers
 from chalicelib.store.base import decode_cursor
 from chalicelib.tasks import Status, utcnow
 
@@ -28,7 +29,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class InvalidInput(ValueError):
-    """Input a client sent that the service cannot accept; the message says what to fix."""
+    """Input a client sent that the service cannot accept; the message says what to fix.
+
+    400 for input the OpenAPI document rules out; 422 for a well-formed request, one
+    the document allows, that cannot be done (a run_at the clock puts too far ahead).
+    """
 
     def __init__(self, message: str, status: int = 400, pointer: Optional[str] = None) -> None:
         super().__init__(message)
@@ -75,21 +80,21 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def media_type_problem(method: str, headers: Mapping[str, str]) -> Optional[str]:
+def media_type_problem(method: str, headers: Mapping[str, str], has_body: bool) -> Optional[str]:
     """Why a request that may change state cannot be taken as JSON, or None.
 
     Only `application/json` itself (with parameters such as charset) is JSON here:
-    a browser sends `text/plain;application/json`, or a form's type, from any web
-    page without asking first, and Chalice's own check finds `application/json`
-    inside such a header. A POST must say it sends JSON even without a body, since
-    a browser's bodiless cross-site POST carries no type at all. A DELETE cannot
-    cross sites without the browser asking first; it needs a type only with a body.
+    Chalice's own check finds `application/json` inside `text/plain;application/json`,
+    a type a web page can make a browser send. A request without a body needs no
+    type (`curl -X POST .../cancel`); one with a body must say it is JSON. Requests
+    that other sites' pages make a browser send are refused before this, by their
+    Origin (see same_origin.py).
     """
     if method.upper() in SAFE_METHODS:
         return None
     content_type = headers.get("content-type")
     if content_type is None:
-        if method.upper() == "POST" or (headers.get("content-length") or "0").strip() != "0":
+        if has_body:
             return "Content-Type is missing: send the body as JSON with Content-Type: application/json"
         return None
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -167,8 +172,9 @@ def _schedule(body: dict) -> dict:
         return {}
     moment = _rfc3339(run_at)
     if moment - utcnow() > timedelta(seconds=MAX_DELAY_SECONDS):
+        # A 422, not a 400: the document allows any date-time, and the bound moves with the clock.
         raise InvalidInput(f"run_at {run_at} is more than a year ahead; schedule it within "
-                           f"{MAX_DELAY_SECONDS} seconds", pointer="/run_at")
+                           f"{MAX_DELAY_SECONDS} seconds", status=422, pointer="/run_at")
     return {"run_at": moment}
 
 
@@ -188,13 +194,14 @@ def _rfc3339(text) -> datetime:
             tzinfo=timezone.utc)
 
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+# re.ASCII: \d is 0-9 only, not every script's digits.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def parse_no_input(raw_body: bytes) -> None:
-    """The body of an operation that takes no input: an empty JSON object, `{}`."""
-    if len(raw_body) > 64 or _json_value(raw_body) != {}:
-        raise InvalidInput("this operation takes no input: send {} as the body")
+    """The body of an operation that takes no input: none at all, or an empty JSON object, `{}`."""
+    if raw_body and (len(raw_body) > 64 or _json_value(raw_body) != {}):
+        raise InvalidInput("this operation takes no input: send no body, or {}")
 
 
 MAX_KEY_LENGTH = 255
@@ -226,10 +233,10 @@ def parse_list_query(params: Optional[Mapping[str, str]]) -> ListQuery:
     limit = DEFAULT_LIMIT
     if raw_limit is not None:
         try:
-            limit = int(raw_limit)
+            limit = numbers.whole(raw_limit)
         except ValueError:
             limit = 0
-        if not 1 <= limit <= MAX_LIMIT or not raw_limit.strip().isdigit():
+        if not 1 <= limit <= MAX_LIMIT:
             raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw_limit!r}")
     cursor = params.get("cursor")
     if cursor is not None:
@@ -251,10 +258,10 @@ def parse_wait(params: Optional[Mapping[str, str]]) -> Optional[float]:
     if raw is None:
         return None
     try:
-        seconds = float(raw)
+        seconds = numbers.decimal(raw)
     except ValueError:
         seconds = -1.0
-    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # NaN fails this too
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
         raise InvalidInput(f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}; got {raw!r}")
     return seconds
 
@@ -271,11 +278,15 @@ def parse_series_query(params: Optional[Mapping[str, str]], actions: Iterable[st
 
     params = params or {}
     raw = params.get("minutes", "60")
-    if not raw.isdigit() or not 1 <= int(raw) <= series.MAX_MINUTES:
+    try:
+        minutes = numbers.whole(raw)
+    except ValueError:
+        minutes = 0
+    if not 1 <= minutes <= series.MAX_MINUTES:
         raise InvalidInput(f"minutes must be a whole number from 1 to {series.MAX_MINUTES}; got {raw!r}")
     action = params.get("action")
     allowed = sorted(actions) + [series.OTHER_ACTION]
     if action is not None and action not in allowed:
         raise InvalidInput(f"action must be one of {', '.join(allowed)} (other: every action not listed); "
                            f"got {action!r}")
-    return SeriesQuery(int(raw), action)
+    return SeriesQuery(minutes, action)

@@ -99,6 +99,50 @@ def test_an_action_whose_attempts_reach_the_receive_count_is_a_configuration_err
         factory.catalog()
 
 
+BROKEN_ACTION = """from chalicelib.actions import action
+
+
+@action("broken", schema={"type": "object", "properties": {"n": {"type": "integr"}}})
+def broken(data):
+    return data
+"""
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"n": {"type": "integr"}}},
+    {"type": "object", "properties": {"n": {"type": "string", "pattern": "("}}},
+])
+def test_a_schema_that_cannot_be_compiled_is_a_configuration_error_naming_its_action(monkeypatch, schema):
+    declare_action(monkeypatch, "broken", lambda data: data, schema=schema)
+    with pytest.raises(ConfigurationError, match="action broken declares a schema that fastjsonschema cannot "
+                                                 "compile"):
+        factory.catalog()
+
+
+@pytest.mark.e2e
+def test_chalice_local_refuses_to_start_with_a_schema_that_cannot_be_compiled(tmp_path):
+    import shutil
+
+    from tests.local_server import PROJECT_DIR, LocalServer
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(PROJECT_DIR / "app.py", project / "app.py")
+    for folder in ("chalicelib", ".chalice"):
+        shutil.copytree(PROJECT_DIR / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "chalicelib" / "actions" / "broken.py").write_text(BROKEN_ACTION)
+    local = LocalServer(tmp_path, project_dir=project)
+    try:
+        with pytest.raises(RuntimeError) as refused:
+            local.start()
+    finally:
+        local.stop()  # when it did start
+    said = str(refused.value)
+    assert "task-queue: action broken declares a schema that fastjsonschema cannot compile" in said, said
+    assert "chalicelib.actions.broken" in said and "Traceback" not in said
+    assert local.process.wait(10) != 0
+
+
 def test_within_interrupts_an_attempt_in_the_main_thread():
     started = time.monotonic()
     with pytest.raises(actions.ActionTimeout):

@@ -258,3 +258,28 @@ def test_action_blankness_matches_the_documented_pattern(client):
     assert post_task(client, {"action": "\u001f"}).status_code == 202
     for blank in (" \t\n", "\u00a0", "\u3000 "):
         assert post_task(client, {"action": blank}).status_code == 400
+
+
+@pytest.mark.parametrize("query, says", [
+    ("/stats/series?minutes=%C2%B2", "minutes must be a whole number"),  # "²": isdigit() is true, int() refuses it
+    ("/stats/series?minutes=%D9%A3", "minutes must be a whole number"),  # "٣", an Arabic-Indic three
+    ("/tasks?limit=%D9%A3", "limit must be a whole number"),
+    ("/tasks?limit=%C2%B2", "limit must be a whole number"),
+    ("/tasks?limit=1_0", "limit must be a whole number"),
+    ("/tasks?limit=%205", "limit must be a whole number"),
+    ("/tasks/{id}?wait=%D9%A3", "wait must be a number of seconds"),
+    ("/tasks/{id}?wait=1_0", "wait must be a number of seconds"),
+    ("/tasks/{id}?wait=%C2%B2", "wait must be a number of seconds"),
+])
+def test_numbers_in_queries_take_ascii_digits_only(client, query, says):
+    task_id = json.loads(post_task(client, {"action": "sum"}).body)["id"]
+    response = client.http.get(query.replace("{id}", task_id))
+    assert response.status_code == 400, response.body
+    assert says in json.loads(response.body)["error"]
+
+
+@pytest.mark.parametrize("query", ["/tasks?limit=007", "/stats/series?minutes=5", "/tasks/{id}?wait=0.5",
+                                   "/tasks/{id}?wait=1e-1", "/tasks/{id}?wait=.2"])
+def test_numbers_in_ascii_digits_are_taken(client, query):
+    task_id = json.loads(post_task(client, {"action": "sum"}).body)["id"]
+    assert client.http.get(query.replace("{id}", task_id)).status_code == 200

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import cold_start, cost, drain, listing, sqlite_limit, submit, validation
+from bench import cold_start, cost, drain, listing, sqlite_limit, submit, validation, waiting
 from bench.run import markdown, table
 
 
@@ -16,6 +16,11 @@ def test_small_runs_return_figures():
     figures = listing.measure(300, runs=3)
     assert set(figures) == {"all", "status_failed", "status_completed", "seed_all", "seed_status_failed"}
     assert all(value["p99_ms"] >= value["p50_ms"] > 0 for value in figures.values())
+
+
+def test_the_waiting_reads_benchmark_returns_figures():
+    figures = waiting.drain_with_waiters(20, 5, max_waiters=3)
+    assert figures["tasks_per_s"] > 0 and figures["refused"] == 2
 
 
 def test_the_validator_benchmark_returns_figures():
@@ -86,6 +91,10 @@ def test_table_reports_targets_met_and_missed():
                        "import_boto3": {"median_ms": 1.0}, "first_use_local": {"median_ms": 1.0, "boto3_loaded": False},
                        "first_use_cloud": {"median_ms": 1.0}, "package_bytes": 2048},
         "cost": {"cost_per_million_tasks_usd": {"api_gateway": 3.5, "total": 3.5}, "prices": {"date": "d"}},
+        "drain_with_waiting_reads": {"0": {"tasks_per_s": 1000.0, "refused": 0},
+                                     "50": {"tasks_per_s": 900.0, "refused": 0},
+                                     "200": {"tasks_per_s": 100.0, "refused": 100},
+                                     "200_all_parked": {"tasks_per_s": 800.0, "refused": 0}},
         "validation": {"check_us": {"sum": 2.0, "uppercase": 1.0, "undeclared": 0.1},
                        "cold": {"first_checks_ms": 8.0, "import_app_ms": 180.0}},
     }
@@ -98,6 +107,8 @@ def test_table_reports_targets_met_and_missed():
     assert verdicts["POST /tasks via chalice local, 8 clients, keep-alive, FULL, req/s"] == "≥ 80%: met"
     assert verdicts["Drain, seed settings (batch 5, 2 workers), FULL, tasks/s"] == "≥ 1.5x: met"
     assert verdicts["Drain, batch 10, 2 workers, FULL, tasks/s"] == "≥ 1.5x: NOT met"
+    assert verdicts["Drain with 0 / 50 / 200 parked GET ?wait=20 reads, seed settings, tasks/s"] == \
+        "flat (≥ 0.5x none): NOT met"
     figures_of = {row[0]: row[1] for row in rows}
     assert figures_of["Data check at submit (fastjsonschema), sum / uppercase / undeclared action, µs"] == \
         "2.0 / 1.0 / 0.10"

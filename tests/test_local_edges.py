@@ -117,10 +117,55 @@ def test_a_body_that_is_not_exactly_json_is_a_415_on_every_state_change(server, 
     assert count(server) == before + 1
 
 
-def test_a_post_without_a_content_type_is_a_415(server):
-    task_id = server.call("POST", "/tasks", {"action": "sum"})[1]["id"]
-    assert raw(server, "POST", f"/tasks/{task_id}/cancel")[0] == 415
+def test_cancel_and_retry_take_no_body_at_all_or_an_empty_one(server):
+    """`curl -X POST .../cancel` works: no body needs no Content-Type."""
+    queued = [server.call("POST", "/tasks", {"action": "sum", "delay_seconds": 3600})[1]["id"] for _ in range(2)]
+    status, _, body = raw(server, "POST", f"/tasks/{queued[0]}/cancel")
+    assert status == 200 and json.loads(body)["status"] == "cancelled"
+    status, _, body = raw(server, "POST", f"/tasks/{queued[1]}/cancel", b"", {"Content-Type": "application/json"})
+    assert status == 200 and json.loads(body)["status"] == "cancelled"
+    failed = server.call("POST", "/tasks", {"action": "sum", "data": {"numbers": [1e308, 1e308]}})[1]["id"]
+    assert server.wait_until(lambda: server.call("GET", f"/tasks/{failed}")[1]["status"] == "failed")
+    status, _, body = raw(server, "POST", f"/tasks/{failed}/retry")
+    assert status == 202 and json.loads(body)["id"] == failed
+    assert server.wait_until(lambda: server.call("GET", f"/tasks/{failed}")[1]["status"] == "failed")
+    status, _, body = raw(server, "POST", f"/tasks/{failed}/retry", b"", {"Content-Type": "application/json"})
+    assert status == 202
+
+
+def test_a_body_without_a_content_type_is_a_415(server):
+    task_id = server.call("POST", "/tasks", {"action": "sum", "delay_seconds": 3600})[1]["id"]
+    assert raw(server, "POST", f"/tasks/{task_id}/cancel", b"{}")[0] == 415
     assert raw(server, "POST", "/tasks", b'{"action": "sum"}')[0] == 415
+    assert server.call("GET", f"/tasks/{task_id}")[1]["status"] == "queued"
+
+
+def test_a_state_change_from_another_origin_is_a_403_with_a_sentence(server):
+    before = count(server)
+    queued = server.call("POST", "/tasks", {"action": "sum", "delay_seconds": 3600})[1]["id"]
+    json_type = {"Content-Type": "application/json"}
+    foreign = [
+        {"Origin": "http://evil.example"},
+        {"Origin": f"http://127.0.0.1:{server.port + 1}"},  # another port is another origin
+        {"Origin": "https://127.0.0.1"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ]
+    for headers in foreign:
+        for method, path, body in (("POST", "/tasks", b'{"action": "sum"}'), ("POST", f"/tasks/{queued}/cancel", b""),
+                                   ("POST", f"/tasks/{queued}/retry", b""), ("DELETE", f"/tasks/{queued}", b"")):
+            status, _, answer = raw(server, method, path, body, {**json_type, **headers})
+            assert status == 403, (method, path, headers)
+            assert "may not change tasks here" in json.loads(answer)["error"]
+    assert count(server) == before + 1
+    assert server.call("GET", f"/tasks/{queued}")[1]["status"] == "queued"
+    # Reads are served to any page (the browser keeps the answer from it), and the
+    # server's own origin, or a browser that says same-origin, may change state.
+    assert raw(server, "GET", "/stats", headers={"Origin": "http://evil.example"})[0] == 200
+    own = {"Origin": f"http://127.0.0.1:{server.port}", "Sec-Fetch-Site": "same-origin"}
+    assert raw(server, "POST", f"/tasks/{queued}/cancel", b"", own)[0] == 200
+    own = {"Origin": f"http://localhost:{server.port}", "Host": f"localhost:{server.port}"}
+    assert raw(server, "POST", "/tasks", b'{"action": "sum"}', {**json_type, **own})[0] == 202
 
 
 def test_json_with_a_charset_is_json(server):

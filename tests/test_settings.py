@@ -23,6 +23,9 @@ def test_variables_are_parsed():
     ({"TASKS_STORE": "postgres"}, "TASKS_STORE must be one of"),
     ({"TASKS_QUEUE": "kafka"}, "TASKS_QUEUE must be one of"),
     ({"TASKS_MAX_BODY_BYTES": "lots"}, "TASKS_MAX_BODY_BYTES='lots' is not valid"),
+    ({"TASKS_MAX_ATTEMPTS": "\u0663"}, "TASKS_MAX_ATTEMPTS='\u0663' is not valid"),  # an Arabic-Indic 3
+    ({"TASKS_RETRY_BASE_S": "1_0"}, "TASKS_RETRY_BASE_S='1_0' is not valid"),
+    ({"TASKS_STALE_AFTER_S": "nan"}, "TASKS_STALE_AFTER_S='nan' is not valid"),
     ({"TASKS_WORK_DELAY_MS": "-1"}, "TASKS_WORK_DELAY_MS must be at least 0"),
     ({"TASKS_MAX_RECEIVE_COUNT": "0"}, "TASKS_MAX_RECEIVE_COUNT must be at least 1"),
     ({"TASKS_SQLITE_SYNCHRONOUS": "sometimes"}, "TASKS_SQLITE_SYNCHRONOUS must be"),

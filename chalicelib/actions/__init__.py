@@ -9,9 +9,10 @@ with `@action`; a new module here is found without any list to edit.
         return f"hello {data['name']}"
 """
 from chalicelib.actions._registry import (ACTIONS, DEFAULT_TIMEOUT_S, Action, ActionError, ActionTimeout,
-                                          DataMismatch, action, batch_seconds, discover, run, within)
+                                          DataMismatch, SchemaError, action, batch_seconds, discover, run,
+                                          within)
 
 __all__ = ["ACTIONS", "DEFAULT_TIMEOUT_S", "Action", "ActionError", "ActionTimeout", "DataMismatch",
-           "action", "batch_seconds", "discover", "run", "within"]
+           "SchemaError", "action", "batch_seconds", "discover", "run", "within"]
 
 discover(__name__, __path__)

@@ -41,7 +41,8 @@ async function api(method, path, body) {
   const response = await fetch(path, options);
   let payload = null;
   try { payload = await response.json(); } catch (e) { payload = null; }
-  if (response.status === 401 || response.status === 403) {
+  // API Gateway's refusal of a key; the service's own 403 (another origin) says why in `error`.
+  if (response.status === 401 || (response.status === 403 && !(payload && payload.error))) {
     askForKey(key ? "That key was refused; check it and try again." : "");
   }
   if (!response.ok) {

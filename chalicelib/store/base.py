@@ -5,7 +5,6 @@ import contextlib
 import json
 import re
 import threading
-import time
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -339,30 +338,11 @@ class TaskStore(ABC):
                 self._finished(cancelled)
         return cancelled
 
-    def wait_final(self, task_id: str, seconds: float) -> Optional[Task]:
-        """The task as soon as it is final, or as it is after `seconds` (None if there is none).
-
-        A backend that can tell when an outcome commits wakes on it; others read the
-        task again with backoff (0.1 s doubling to 1 s: about one read a waiting second)."""
-        deadline = time.monotonic() + seconds
-        pause = 0.1
-        while True:
-            mark = self._change_mark()
-            task = self.get(task_id)
-            remaining = deadline - time.monotonic()
-            if task is None or task.status.is_final or remaining <= 0:
-                return task
-            self._wait_for_change(mark, remaining, pause)
-            pause = min(pause * 2, 1.0)
-
-    def _change_mark(self) -> Any:
-        """Something that tells whether a task became final since (see _wait_for_change)."""
-        return None
-
-    def _wait_for_change(self, mark: Any, remaining: float, pause: float) -> None:
-        """Return when a task may have become final since `mark`: here, after the
-        polling pause (a backend that can tell waits up to `remaining`)."""
-        time.sleep(min(pause, remaining))
+    def on_outcome(self, listener: Callable[[str], None]) -> bool:
+        """Have listener(task_id) called once each outcome written in this process is
+        committed, where the backend can tell (see waiting.py); False where it cannot,
+        and reads waiting for an outcome then poll."""
+        return False
 
     def due(self, now: datetime, page: int = 100) -> Iterator[Task]:
         """Every task that is not final and has outstayed its due time, earliest first,

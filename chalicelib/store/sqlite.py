@@ -5,10 +5,9 @@ import contextlib
 import functools
 import json
 import sqlite3
-import threading
 from collections import Counter
 from datetime import datetime
-from typing import Callable, Iterator, Optional, Tuple, TypeVar
+from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
 
 from chalicelib import series
 from chalicelib.sqlite_db import Database
@@ -151,27 +150,22 @@ class SqliteTaskStore(TaskStore):
     batches_roll_back = True  # a batch is one transaction
     def __init__(self, db: Database) -> None:
         self._db = db
-        # Outcomes committed in this process, for readers waiting on one (?wait).
-        self._outcomes = threading.Condition()
-        self._outcome_count = 0
+        # Called with a task's id once its outcome commits in this process: the reads
+        # waiting on that task (?wait) wake, and no others.
+        self._outcome_listeners: List[Callable[[str], None]] = []
+
+    def on_outcome(self, listener: Callable[[str], None]) -> bool:
+        self._outcome_listeners.append(listener)
+        return True
 
     def _finished(self, task: Task) -> None:
         super()._finished(task)
-        self._db.after_commit(self._announce_outcome)
+        if self._outcome_listeners:
+            self._db.after_commit(functools.partial(self._announce_outcome, task.id))
 
-    def _announce_outcome(self) -> None:
-        with self._outcomes:
-            self._outcome_count += 1
-            self._outcomes.notify_all()
-
-    def _change_mark(self) -> int:
-        return self._outcome_count
-
-    def _wait_for_change(self, mark: int, remaining: float, pause: float) -> None:
-        """Woken by the commit of an outcome (the worker runs in this process under
-        `chalice local`), not by a timer."""
-        with self._outcomes:
-            self._outcomes.wait_for(lambda: self._outcome_count != mark, remaining)
+    def _announce_outcome(self, task_id: str) -> None:
+        for listener in self._outcome_listeners:
+            listener(task_id)
 
     @_reaches_sqlite
     def insert(self, task: Task) -> None:
