@@ -66,6 +66,7 @@ class Database:
         self._waiting: List[_SharedWork] = []  # work for the next shared transaction
         self._waiting_lock = threading.Lock()
         self._checkpointer = Checkpointer(self._open, self._write_lock)
+        self._trace: Optional[Callable[[str], None]] = None
 
     def _open(self) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -81,7 +82,25 @@ class Database:
         conn.execute(f"PRAGMA synchronous = {self._connection_synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
+        if self._trace is not None:
+            conn.set_trace_callback(self._trace)
         return conn
+
+    def trace(self, callback: Optional[Callable[[str], None]]) -> None:
+        """Hand each statement that this Database's connections run from now on to
+        `callback` (None stops), on the thread that runs it: how tests count what an
+        operation costs (tests/test_budgets.py). A connection that another thread
+        holds at the time is left as it is."""
+        self._trace = callback
+        idle = []
+        while True:
+            try:
+                idle.append(self._pool.get_nowait())
+            except queue.Empty:
+                break
+        for conn in reversed(idle):  # back in the order they were taken
+            conn.set_trace_callback(callback)
+            self._pool.put_nowait(conn)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
