@@ -31,8 +31,9 @@ DRAIN_FLUSHES_PER_BATCH = {"FULL": 1, "NORMAL": 0}
 
 # -- DynamoDB, billed from the calls made under moto (bench/capacity_probe.py's rules)
 
-# Write units for a task from submit to completed, batches of 5: the item three
-# times (4.6 with the counter and per-minute items' share), its time and action
+# Write units for a task from submit to completed, batches of 5: in the table 4.6
+# (the item three times, the submit's counter item, and per batch of 5 the claims'
+# counter item, the outcomes' and the minute's record), and its time and action
 # index entries once each.
 DYNAMODB_WRITE_UNITS_PER_TASK = 6.6
 # GET /stats: the counts' roll-up item and today's 16 counter items, however many
