@@ -23,6 +23,7 @@ import json
 import math
 import os
 import sys
+import threading
 import uuid
 
 sys.path.insert(0, os.getcwd())
@@ -69,6 +70,9 @@ class Meter:
         self.read_units = 0.0
         self.key_units = collections.defaultdict(collections.Counter)  # table/index -> partition -> units
         self.recording = True
+        # A page's Queries run on threads at once: without it, two of them adding
+        # their units at the same moment would count one.
+        self._adding = threading.Lock()
 
     def __getattr__(self, name):
         return getattr(self._client, name)
@@ -90,7 +94,8 @@ class Meter:
         finally:
             after = raw.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
             if self.recording:
-                self._bill(before, after)
+                with self._adding:
+                    self._bill(before, after)
 
     def _bill(self, before, after) -> None:
         units = max(1, math.ceil(max(item_size(before), item_size(after)) / KB))
@@ -121,7 +126,8 @@ class Meter:
 
     def _read(self, size: int, consistent: bool) -> None:
         if self.recording:
-            self.read_units += max(1, math.ceil(size / (4 * KB))) * (1.0 if consistent else 0.5)
+            with self._adding:
+                self.read_units += max(1, math.ceil(size / (4 * KB))) * (1.0 if consistent else 0.5)
 
     def get_item(self, **request):
         response = self._client.get_item(**request)

@@ -46,6 +46,36 @@ class _SharedWork:
         self.finished = False
 
 
+class _Pool:
+    """Idle connections, the last one released handed out first, with queue.LifoQueue's
+    get_nowait and put_nowait (raising queue.Empty and queue.Full) but a plain lock:
+    a Queue's condition variables, which nothing here waits on, cost more than a
+    batch's three transactions take from the pool."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._idle: List[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get_nowait(self) -> sqlite3.Connection:
+        with self._lock:
+            if not self._idle:
+                raise queue.Empty
+            return self._idle.pop()
+
+    def put_nowait(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if len(self._idle) >= self._size:
+                raise queue.Full
+            self._idle.append(conn)
+
+    def qsize(self) -> int:
+        return len(self._idle)
+
+    def empty(self) -> bool:
+        return not self._idle
+
+
 class Database:
     def __init__(self, path: str, synchronous: str = "FULL", pool_size: int = 8) -> None:
         self.path = path
@@ -54,7 +84,7 @@ class Database:
         # other threads' (see sqlite_wal); connections commit at NORMAL.
         self._group = GroupCommit(path) if synchronous in ("FULL", "EXTRA") else None
         self._connection_synchronous = "NORMAL" if self._group else synchronous
-        self._pool: "queue.LifoQueue[sqlite3.Connection]" = queue.LifoQueue(pool_size)
+        self._pool = _Pool(pool_size)
         self._schema_lock = threading.Lock()
         # The write transaction this thread has open: statements issued inside
         # `transaction()` run in it, so several store calls commit as one.
@@ -66,6 +96,7 @@ class Database:
         self._waiting: List[_SharedWork] = []  # work for the next shared transaction
         self._waiting_lock = threading.Lock()
         self._checkpointer = Checkpointer(self._open, self._write_lock)
+        self._trace: Optional[Callable[[str], None]] = None
 
     def _open(self) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -81,7 +112,25 @@ class Database:
         conn.execute(f"PRAGMA synchronous = {self._connection_synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
+        if self._trace is not None:
+            conn.set_trace_callback(self._trace)
         return conn
+
+    def trace(self, callback: Optional[Callable[[str], None]]) -> None:
+        """Hand each statement that this Database's connections run from now on to
+        `callback` (None stops), on the thread that runs it: how tests count what an
+        operation costs (tests/test_budgets.py). A connection that another thread
+        holds at the time is left as it is."""
+        self._trace = callback
+        idle = []
+        while True:
+            try:
+                idle.append(self._pool.get_nowait())
+            except queue.Empty:
+                break
+        for conn in reversed(idle):  # back in the order they were taken
+            conn.set_trace_callback(callback)
+            self._pool.put_nowait(conn)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
