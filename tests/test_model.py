@@ -76,10 +76,13 @@ TOLERATED = {
 
 CI_EXAMPLES, CI_STEPS = 6, 30  # per stack: fixed seed, well inside CI's minute
 
+# Read at import: the autouse fixture clears every TASKS_ variable before a test runs.
+RUN = {name: os.environ.get(name) for name in ("TASKS_MODEL_STEPS", "TASKS_MODEL_SEED", "TASKS_MODEL_FAULTS")}
+
 
 def faults_on() -> set:
     chosen = {name for name, on in FAULTS.items() if on}
-    for change in filter(None, os.environ.get("TASKS_MODEL_FAULTS", "").split(",")):
+    for change in filter(None, (RUN["TASKS_MODEL_FAULTS"] or "").split(",")):
         change = change.strip()
         if change == "all":
             chosen = set(FAULTS)
@@ -93,7 +96,7 @@ def faults_on() -> set:
 
 
 def hypothesis_settings() -> settings:
-    total = int(os.environ.get("TASKS_MODEL_STEPS", "0"))
+    total = int(RUN["TASKS_MODEL_STEPS"] or 0)
     common = dict(deadline=None, database=None, phases=[Phase.explicit, Phase.generate, Phase.shrink],
                   suppress_health_check=list(HealthCheck), print_blob=True)
     if not total:
@@ -118,7 +121,7 @@ def model_world(monkeypatch):
 def test_a_202_means_the_task_runs_once(kind, client, chalice_app, model_world, tmp_path, monkeypatch):
     machine = build_machine(kind, client, chalice_app, model_world, faults_on(), TOLERATED, tmp_path,
                             setenv=monkeypatch.setenv)
-    seed = os.environ.get("TASKS_MODEL_SEED")
+    seed = RUN["TASKS_MODEL_SEED"]
     if seed is not None:
         machine._hypothesis_internal_use_seed = int(seed)  # what @seed sets, read by run_state_machine_as_test
     STATS.clear()
