@@ -25,7 +25,8 @@ visibility timeouts pass in a jump on both stacks.
 CI runs a fixed seed and a few hundred steps per stack. To run at length:
     TASKS_MODEL_STEPS=20000 pytest tests/test_model.py   (steps per stack)
     TASKS_MODEL_SEED=7        another seed (with TASKS_MODEL_STEPS, random otherwise)
-    TASKS_MODEL_FAULTS=all    every fault below, or e.g. +action_exits,-ack_lost
+    TASKS_MODEL_FAULTS=all    every fault below, or e.g. +action_exits,-ack_lost;
+                              ",strict" also drops the TOLERATED behaviours
 """
 import os
 
@@ -80,10 +81,17 @@ CI_EXAMPLES, CI_STEPS = 6, 30  # per stack: fixed seed, well inside CI's minute
 RUN = {name: os.environ.get(name) for name in ("TASKS_MODEL_STEPS", "TASKS_MODEL_SEED", "TASKS_MODEL_FAULTS")}
 
 
+def tolerated() -> set:
+    """TOLERATED, or nothing with TASKS_MODEL_FAULTS=...,strict."""
+    return set() if "strict" in (RUN["TASKS_MODEL_FAULTS"] or "").split(",") else set(TOLERATED)
+
+
 def faults_on() -> set:
     chosen = {name for name, on in FAULTS.items() if on}
     for change in filter(None, (RUN["TASKS_MODEL_FAULTS"] or "").split(",")):
         change = change.strip()
+        if change == "strict":
+            continue
         if change == "all":
             chosen = set(FAULTS)
         elif change.lstrip("+-") not in FAULTS:
@@ -119,7 +127,7 @@ def model_world(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["sqlite", "dynamodb"])
 def test_a_202_means_the_task_runs_once(kind, client, chalice_app, model_world, tmp_path, monkeypatch):
-    machine = build_machine(kind, client, chalice_app, model_world, faults_on(), TOLERATED, tmp_path,
+    machine = build_machine(kind, client, chalice_app, model_world, faults_on(), tolerated(), tmp_path,
                             setenv=monkeypatch.setenv)
     seed = RUN["TASKS_MODEL_SEED"]
     if seed is not None:
