@@ -11,7 +11,6 @@ from typing import Dict, List, Tuple
 import boto3
 
 from chalicelib import factory
-from chalicelib.local.runtime import sqs_source
 from chalicelib.local.sqs_event import build_event, queue_arn
 from chalicelib.queue.embedded import EmbeddedQueue, dead_letter_name
 from tests.model.faults import Faults, request_task_id
