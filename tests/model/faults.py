@@ -42,13 +42,13 @@ DYNAMO_OPS = {
 @dataclass
 class Armed:
     kind: str  # store_fails, store_loses, publish_fails, publish_slow, publish_duplicates
-    op: str = "write"  # for store faults: write, read, insert, update, delete
+    op: str = "write"  # for store faults: write, read, claim (a worker's claim), insert, update, delete
     skip: int = 0
     times: int = 1  # store_fails on DynamoDB: attempts it fails (2: botocore's retry too)
     seconds: float = 0.0  # publish_slow
 
     def describe(self) -> str:
-        return f"{self.kind}({self.op}, skip={self.skip})" if self.kind.startswith("store") else self.kind
+        return f"{self.kind}({self.op})" if self.kind.startswith("store") else self.kind
 
 
 @dataclass
@@ -101,6 +101,14 @@ class Faults:
                 raise io_error(conn)
             return result
 
+        write_returning = db.write_returning
+
+        def faulty_write_returning(sql, params=()):
+            # A claim: the worker's batch of claims is one transaction, and this fails it.
+            if params and params[0] == "running" and faults.take("store_fails", "claim"):
+                raise io_error(open_conn())
+            return write_returning(sql, params)
+
         def faulty_query(sql, params=()):
             if faults.take("store_fails", "read") or faults.take("store_loses", "read"):
                 raise sqlite3.OperationalError("disk I/O error (injected)")
@@ -115,6 +123,7 @@ class Faults:
             return result
 
         db._statement, db.query, db.shared_transaction = faulty_statement, faulty_query, faulty_shared
+        db.write_returning = faulty_write_returning
 
     def take_sqlite_lost(self) -> bool:
         return bool(self.take("store_loses", "update") or self.take("store_loses", "delete"))
@@ -131,6 +140,11 @@ class Faults:
             name = operation(event_name)
             if faults._failing_retry == name:
                 faults._failing_retry = None
+                raise EndpointConnectionError(endpoint_url=request.url)
+            claim = name == "UpdateItem" and _sets_status(request, "running") and faults.take("store_fails", "claim")
+            if claim:
+                if claim.times > 1:
+                    faults._failing_retry = name
                 raise EndpointConnectionError(endpoint_url=request.url)
             for op, names in DYNAMO_OPS.items():
                 if name in names and op in ("write", "read"):
@@ -167,6 +181,13 @@ class Faults:
             return message_id
 
         queue.send = faulty_send
+
+
+def _sets_status(request, status: str) -> bool:
+    try:
+        return json.loads(request.body)["ExpressionAttributeValues"][":to"]["S"] == status
+    except (TypeError, ValueError, KeyError):
+        return False
 
 
 def request_task_id(request) -> Optional[str]:

@@ -71,7 +71,7 @@ def build_machine(kind: str, client, app, clock, faults_on: Set[str], tolerated:
     plans = st.lists(st.sampled_from(behaviours), max_size=4)
     store_faults = []
     if "store_fails" in faults_on:
-        store_faults += [("store_fails", "write"), ("store_fails", "read")]
+        store_faults += [("store_fails", "write"), ("store_fails", "read"), ("store_fails", "claim")]
     for op in ("read", "insert", "update", "delete"):
         if f"store_loses_{op}" in faults_on:
             store_faults.append(("store_loses", op))
@@ -87,7 +87,10 @@ def build_machine(kind: str, client, app, clock, faults_on: Set[str], tolerated:
     kills = (st.none() | st.tuples(st.integers(0, 3), st.sampled_from(["before", "after"]))
              if "worker_killed" in faults_on else st.none())
     acks = st.sampled_from(["all", "lost"]) if "ack_lost" in faults_on else st.just("all")
-    skews = st.sampled_from([0, 0, 10]) if "worker_clock_behind" in faults_on else st.just(0)
+    skews = st.sampled_from([0, 10, 60]) if "worker_clock_behind" in faults_on else st.just(0)
+    # A batch whose claims fail together: armed with the batch, since an armed fault
+    # would most often fire in some other one.
+    claim_failures = st.sampled_from([False] * 5 + [True]) if "store_fails" in faults_on else st.just(False)
 
     class TaskQueueMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -137,6 +140,7 @@ def build_machine(kind: str, client, app, clock, faults_on: Set[str], tolerated:
                 return call(), list(self.faults.fired)
             finally:
                 self.faults.live = False
+                STATS.update(f"fired {fault}" for fault in self.faults.fired)
 
         def _check_answer(self, what: str, response, fired: List[str], allowed=(200, 202, 204, 404, 409)) -> None:
             status = response.status_code
@@ -273,9 +277,12 @@ def build_machine(kind: str, client, app, clock, faults_on: Set[str], tolerated:
 
         # -- the worker, recovery and time -------------------------------------------
 
-        @rule(size=st.integers(1, 5), kill=kills, ack=acks, behind=skews)
-        def worker_batch(self, size, kill, ack, behind):
+        @rule(size=st.integers(1, 5), kill=kills, ack=acks, behind=skews, claims_fail=claim_failures)
+        def worker_batch(self, size, kill, ack, behind, claims_fail):
+            if claims_fail:
+                self.faults.armed.insert(0, Armed("store_fails", "claim", times=2))
             self._deliver(size, kill, ack, behind)
+            self.faults.armed = [fault for fault in self.faults.armed if not (claims_fail and fault.op == "claim")]
 
         def _deliver(self, size, kill=None, ack="all", behind=0) -> int:
             messages = self.stack.receive(size)
