@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections import Counter
@@ -21,7 +22,11 @@ from typing import Dict, List, Optional, Set
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.queue import PublishError
 from chalicelib.queue.base import task_id_of
+from chalicelib.store import StoreError
 from chalicelib.tasks import FINAL, Status
 from tests.model import actions as model_actions
 from tests.model.actions import RETRIED, Recorder, WorkerKilled
@@ -36,6 +41,10 @@ DELAYS = (None, None, 0, 3, 40, 1000)  # 1000: past what a queue holds, publishe
 JUMPS = (1, 5, 31, 61, 301, 901, 3601)
 MAX_SETTLE_ROUNDS = 40
 STATS = Counter()  # examples and steps run, for the test to report
+
+
+# What a worker batch or a recovery pass may fail with when an injected fault met it.
+INFRASTRUCTURE_ERRORS = (StoreError, PublishError, sqlite3.Error, BotoCoreError, ClientError)
 
 
 class Broken(AssertionError):
@@ -300,9 +309,9 @@ def build_machine(kind: str, client, app, clock, faults_on: Set[str], tolerated:
                 self._disturb(task_ids, "its worker was killed")
                 return len(messages)  # nothing acknowledged: the batch comes back after its visibility timeout
             except Exception as exc:
-                if not self.faults.fired:
+                if not (self.faults.fired and isinstance(exc, INFRASTRUCTURE_ERRORS)):
                     raise Broken(f"the worker's handler raised {type(exc).__name__}: {exc} with no fault "
-                                 f"injected (batch of {len(messages)}: {task_ids})") from exc
+                                 f"injected, or not for one (batch of {len(messages)}: {task_ids})") from exc
                 # Lambda fails the whole batch: every message comes back.
                 self._disturb(task_ids, f"its batch failed on {self.faults.fired}")
                 return len(messages)
@@ -327,8 +336,8 @@ def build_machine(kind: str, client, app, clock, faults_on: Set[str], tolerated:
             try:
                 counts, fired = self._live(self.stack.recover)
             except Exception as exc:
-                if self.faults.fired:  # a scheduled pass that meets a failing store fails; the next goes on
-                    return {}
+                if self.faults.fired and isinstance(exc, INFRASTRUCTURE_ERRORS):
+                    return {}  # a scheduled pass that meets a failing store fails; the next goes on
                 raise Broken(f"the recovery pass raised {type(exc).__name__}: {exc}") from exc
             if not fired:
                 left = [task for task in self.stack.store.due(started, 1000)
