@@ -59,6 +59,7 @@ FAULTS = {
     "action_slow": False,  # a batch shares one started_at: a later task's started_at is before its run began
     # The store: a call that fails before it is applied, or whose answer is lost after it was.
     "store_fails": True,
+    "store_fails_counts": False,  # DynamoDB: a counter write that fails is dropped; a lost decrement stays above the truth
     "store_loses_read": True,
     "store_loses_insert": False,  # DynamoDB lost PutItem answer: the retry's TaskExists is a 503, the task kept unpublished
     "store_loses_update": False,  # DynamoDB lost outcome-write answer: the count is never moved (running:1 stays)

@@ -106,7 +106,7 @@ def build_machine(kind: str, client, app, clock, faults_on: Set[str], tolerated:
             super().__init__()
             STATS["examples"] += 1
             clock.offset, clock.worker_behind = 0.0, 0.0
-            self.faults = Faults(clock=clock)
+            self.faults = Faults(clock=clock, spare_counts="store_fails_counts" not in faults_on)
             self.recorder = Recorder(clock, series_of=self._series_of_token)
             model_actions.CURRENT = self.recorder
             self.dir = Path(tempfile.mkdtemp(dir=workdir))
