@@ -182,12 +182,14 @@ class ModelStack:
             if event_name.endswith(("UpdateItem", "DeleteItem")):
                 task_id = request_task_id(request)
                 if task_id:
-                    before[id(request)] = (task_id, status(task_id))
+                    # Holding the request keeps its id from being reused by a later one, should
+                    # a fault stop this one before read_after.
+                    before[id(request)] = (request, task_id, status(task_id))
 
         def read_after(request, event_name, **kwargs):
             seen = before.pop(id(request), None)
-            if seen is not None:
-                task_id, frm = seen
+            if seen is not None and seen[0] is request:
+                _, task_id, frm = seen
                 to = status(task_id)
                 if frm is not None and to != frm:  # a task item (others have no status) that moved
                     self.transitions[task_id].append((frm, to or "deleted"))
