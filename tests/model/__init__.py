@@ -1,0 +1,1 @@
+"""The stateful model of "a 202 means the task runs, once" (tests/test_model.py)."""
