@@ -113,6 +113,7 @@ class Worker:
         """
         deliveries: List[Delivery] = []
         again: List[str] = []
+        named = set()  # the tasks this batch's messages name so far
         now = utcnow()
         for message_id, receipt_handle, body in messages:
             try:
@@ -126,6 +127,13 @@ class Worker:
                 self._queue.retry_later(receipt_handle, math.ceil((message.run_at - now).total_seconds()))
                 again.append(message_id)
                 continue
+            if message.task_id in named:
+                # Two messages for one task (recovery re-published it while the first
+                # still waited): the first carries the task; claiming it twice would run
+                # the action twice. This one is acknowledged, and the task keeps one message.
+                logs.note("second message for a task in one batch; acknowledged", task_id=message.task_id)
+                continue
+            named.add(message.task_id)
             deliveries.append(Delivery(message_id, receipt_handle, body, message.task_id))
         try:
             claims = self._claim_all(deliveries)

@@ -25,7 +25,7 @@ visibility timeouts pass in a jump on both stacks.
 The started_at of a completed task is checked against the moment its run began,
 and a fault-free recovery pass must leave no task overdue.
 
-The dead-letter consumer, once it exists, is called by the drain_dead_letters
+The dead-letter consumer (app.py's process_dead_letters) is called by the drain_dead_letters
 rule and while settling: `factory.dead_letters().drain()`, or else an SQS handler
 named `process_dead_letters` in app.py, fed the dead-letter queue's messages as
 Lambda would; while neither exists the rule does nothing.

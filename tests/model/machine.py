@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.queue import PublishError
-from chalicelib.queue.base import task_id_of
+from chalicelib.queue.base import message_of
 from chalicelib.store import StoreError
 from chalicelib.tasks import FINAL, Status
 from tests.model import actions as model_actions
@@ -297,7 +297,7 @@ def build_machine(kind: str, client, app, clock, faults_on: Set[str], tolerated:
             messages = self.stack.receive(size)
             if not messages:
                 return 0
-            task_ids = [task_id_of(body) for _, _, body in messages]
+            task_ids = [message_of(body).task_id for _, _, body in messages]
             twice = [task_id for task_id, n in Counter(task_ids).items() if n > 1]
             if twice and "rerun_of_duplicate_messages_in_one_batch" in tolerated:
                 self._disturb(twice, "two messages for it in one batch")

@@ -123,32 +123,19 @@ class ModelStack:
 
     # -- the dead-letter consumer, where there is one ------------------------------------
 
-    def dead_letter_consumer(self):
-        """What drains the dead-letter queue: factory.dead_letters() with .drain(), or an
-        SQS handler named process_dead_letters in app.py; None while neither exists."""
-        if callable(getattr(factory, "dead_letters", None)):
-            return "factory"
-        if "process_dead_letters" in self.app.handler_map:
-            return "handler"
-        return None
-
     def drain_dead_letters(self) -> int:
-        consumer = self.dead_letter_consumer()
-        if consumer == "factory":
-            drained = factory.dead_letters().drain()
-            return drained if isinstance(drained, int) else 0
-        if consumer == "handler":
-            drained = 0
-            while True:
-                messages = self.receive(10, dead=True)
-                if not messages:
-                    return drained
-                failed = self.invoke("process_dead_letters", messages, dead=True)
-                self.ack([handle for mid, handle, _ in messages if mid not in failed], dead=True)
-                drained += len(messages)
-                if failed:
-                    return drained
-        return 0
+        """Feed the dead-letter queue to app.py's process_dead_letters, as Lambda would;
+        how many messages it was given."""
+        drained = 0
+        while True:
+            messages = self.receive(10, dead=True)
+            if not messages:
+                return drained
+            failed = self.invoke("process_dead_letters", messages, dead=True)
+            self.ack([handle for mid, handle, _ in messages if mid not in failed], dead=True)
+            drained += len(messages)
+            if failed:
+                return drained
 
     def recover(self) -> dict:
         event = self.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event",
