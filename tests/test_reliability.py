@@ -498,3 +498,18 @@ def test_a_dispatcher_thread_outlives_a_handler_that_raises_a_base_exception(cli
 ])
 def test_what_follows_a_failed_attempt(error, attempt, expected):
     assert after_failure(error, attempt, RetryPolicy(max_attempts=3)) is expected
+
+
+def test_two_messages_for_one_task_in_one_batch_run_it_once(client, chalice_app, monkeypatch):
+    """Recovery re-publishes a watched task whose first message still waits: when both
+    land in one batch, the task is claimed and run once, and both messages are done."""
+    runs = []
+    declare_action(monkeypatch, "counted", lambda data: runs.append(1) or {"runs": len(runs)})
+    response = post_task(client, {"action": "counted"})
+    task_id = json.loads(response.body)["id"]
+    queue = factory.queue(factory.current_settings())
+    queue.publish_task(task_id)  # the duplicate
+    build_dispatcher(chalice_app).drain()
+    assert runs == [1]
+    assert json.loads(client.http.get(f"/tasks/{task_id}").body)["status"] == "completed"
+    assert queue.depth() == 0
