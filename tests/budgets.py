@@ -58,13 +58,18 @@ COST_PER_MILLION_TASKS_USD = 8.63
 # chalice's runtime part and fastjsonschema (26 KB of it). A ceiling a little above
 # today's size, so that each small edit does not move it and a new module or
 # dependency does.
-PACKAGE_BYTES = 150_000
+# Raised from 150,000 to 165,000 with the dead-letter consumer (dead_letters.py), the
+# waiters' registry (waiting.py), ASCII number parsing (numbers.py), the same-origin
+# check (same_origin.py) and the DynamoDB lost-answer check (dynamo_retried.py).
+PACKAGE_BYTES = 165_000
 PACKAGE_TOP_LEVEL = {"app.py", "chalice", "chalicelib", "fastjsonschema"}
 
 # Modules `import app` adds (local configuration): app and chalicelib's modules,
 # chalice and chalice.app, and no boto3, botocore or sqlite3, which the backends
 # import on first use.
-IMPORT_APP_PROJECT_MODULES = 28
+# Raised from 28 to 32: app.py's handlers now use dead_letters, numbers (through
+# validation), same_origin and waiting (through the service), each small.
+IMPORT_APP_PROJECT_MODULES = 32
 IMPORT_APP_THIRD_PARTY_MODULES = {"chalice", "chalice.app"}
 # The standard library's modules among them, on the Python they were counted on
 # (another Python's imports differ, so there the figure is not checked).

@@ -25,6 +25,9 @@ def isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # boto3's default session outlives a test that set it up (with its own region and
+    # event hooks); each test starts without one.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     factory.reset()
     yield
     factory.reset()

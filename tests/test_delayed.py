@@ -159,7 +159,7 @@ def test_a_publish_that_failed_in_one_pass_is_tried_again_by_the_next(stack, mon
     run_at = parse(task["run_at"])
     queue = factory.queue(factory.current_settings())
 
-    def down(task_id, run_at=None):
+    def down(task_id, run_at=None, series=0):
         raise PublishError("queue unavailable")
 
     monkeypatch.setattr(queue, "publish_task", down)
