@@ -130,3 +130,15 @@ def declare_action(monkeypatch, name, function, **limits):
     from chalicelib import actions
 
     monkeypatch.setitem(actions.ACTIONS, name, actions.Action(name, function, **limits))
+
+
+def task_of(client, task_id):
+    """GET /tasks/{id}, as JSON."""
+    return json.loads(client.http.get(f"/tasks/{task_id}").body)
+
+
+def submit(client, body):
+    """POST /tasks, which must be accepted; the new task's id."""
+    response = post_task(client, body)
+    assert response.status_code == 202, response.body
+    return json.loads(response.body)["id"]

@@ -15,19 +15,9 @@ from chalicelib.dead_letters import DeadLetter
 from chalicelib.local.runtime import build_dead_letter_dispatcher, build_dispatcher
 from chalicelib.queue.embedded import dead_letter_name
 from chalicelib.store.sqlite import SqliteTaskStore
-from tests.conftest import declare_action, post_empty, post_task
+from tests.conftest import declare_action, post_empty, submit, task_of
 from tests.sqs_events import lambda_event, receive_all
 from tests.test_cloud_stage import cloud, template  # noqa: F401  (fixtures)
-
-
-def task_of(client, task_id):
-    return json.loads(client.http.get(f"/tasks/{task_id}").body)
-
-
-def submit(client, body):
-    response = post_task(client, body)
-    assert response.status_code == 202, response.body
-    return json.loads(response.body)["id"]
 
 
 def explode(data):

@@ -13,7 +13,7 @@ from chalicelib.local.runtime import build_dispatcher, build_schedulers
 from chalicelib.queue.embedded import dead_letter_name
 from chalicelib.tasks import Task, utcnow
 from chalicelib.worker import Next, RetryPolicy, after_failure
-from tests.conftest import declare_action, post_empty, post_task
+from tests.conftest import declare_action, post_empty, post_task, submit, task_of
 from tests.sqs_events import lambda_event, receive_all
 from tests.stacks import stack  # noqa: F401 (a fixture)
 
@@ -44,16 +44,6 @@ def flaky(monkeypatch):
 @pytest.fixture
 def no_backoff(monkeypatch):
     monkeypatch.setenv("TASKS_RETRY_BASE_S", "0")
-
-
-def task_of(client, task_id):
-    return json.loads(client.http.get(f"/tasks/{task_id}").body)
-
-
-def submit(client, body):
-    response = post_task(client, body)
-    assert response.status_code == 202, response.body
-    return json.loads(response.body)["id"]
 
 
 def queue_depths():
